@@ -1,0 +1,68 @@
+"""The `azr` command line. Subcommands import their service lazily, so `azr --help` and the
+core library stay free of grpc, torch and vLLM."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from azr import __version__
+
+
+def _cmd_spec(args: argparse.Namespace) -> int:
+    from azr.spec import SpecError, load_run
+
+    try:
+        run = load_run(args.file)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    sys.stdout.write(run.to_yaml())
+    return 0
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    from azr_executor.cli import run_exec
+
+    return run_exec(args)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    if args.role == "executor":
+        from azr_executor.server import serve_from_args
+
+        return serve_from_args(args)
+    print(f"azr serve {args.role}: not available in this version", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="azr", description="Absolute Zero self-play: propose, solve, verify, learn.")
+    parser.add_argument("--version", action="version", version=f"azr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("spec", help="validate a SelfPlayRun file and print it with every default filled in")
+    p.add_argument("-f", "--file", required=True)
+    p.set_defaults(func=_cmd_spec)
+
+    from azr_executor.cli import add_exec_arguments, add_serve_executor_arguments
+
+    p = sub.add_parser("exec", help="validate programs or check answers in the sandbox (JSON lines)")
+    add_exec_arguments(p)
+    p.set_defaults(func=_cmd_exec)
+
+    p = sub.add_parser("serve", help="run one service as a gRPC server")
+    roles = p.add_subparsers(dest="role", required=True, metavar="ROLE")
+    add_serve_executor_arguments(roles.add_parser("executor", help="the sandboxed executor"))
+    p.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The SelfPlayRun: one typed object that drives both `azr run` and the operator.
+
+Field names follow Kubernetes conventions (camelCase in YAML); defaults are the AZR
+reference and project defaults of AZR-SPEC section 7. `load_run(path)` reads a YAML file
+and names the offending field path and value in any error.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from azr.advantages import AdvantageWeighting
+from azr.buffers import Eviction
+from azr.programs import EntryFunctionRule
+
+API_GROUP = "azr.dev"
+API_VERSION = f"{API_GROUP}/v1alpha1"
+KIND = "SelfPlayRun"
+DEFAULT_MODEL = "smollm2-135m-instruct"  # the embedded default: shipped on PyPI, converted on first use
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              validate_assignment=True, use_enum_values=False)
+
+
+class Engine(str, enum.Enum):
+    VLLM = "vllm"
+    TRANSFORMERS = "transformers"
+
+
+class SandboxMode(str, enum.Enum):
+    GVISOR = "gvisor"    # workers inside one gVisor sandbox (runsc locally, RuntimeClass in a cluster)
+    PROCESS = "process"  # rlimited worker processes, where runsc is absent
+
+
+class RunMode(str, enum.Enum):
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+class DType(str, enum.Enum):
+    AUTO = "auto"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+
+class ModelSpec(_Model):
+    name: str = Field(DEFAULT_MODEL, min_length=1, description="embedded name, local HF folder or hub ID")
+    dtype: DType = DType.AUTO
+    max_model_len: int = Field(4096, ge=256)
+
+
+class MethodSpec(_Model):
+    """AZR-SPEC sections 2-6."""
+
+    proposals_per_type: int = Field(64, ge=1, description="B: proposals per task type per step")
+    references: int = Field(6, ge=1, description="K: reference triplets per proposer prompt")
+    monte_carlo_samples: int = Field(8, ge=1, description="n: solver samples per proposal for s-bar")
+    temperature: float = Field(1.0, gt=0.0, le=10.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_response_tokens: int = Field(4096, ge=16)
+    seed_tasks: int = Field(256, ge=1, description="S: valid triplets to collect before training")
+    buffer_capacity: int = Field(16_384, ge=1)
+    buffer_eviction: Eviction = Eviction.OLDEST
+    proposer_extreme_reward: float = Field(0.0, ge=-1.0, le=1.0)
+    advantage_weighting: AdvantageWeighting = AdvantageWeighting.SAMPLE
+    format_examples: int = Field(0, ge=0, le=3)
+    answer_fallback: bool = True
+    single_function: EntryFunctionRule = EntryFunctionRule.TOP_LEVEL
+    output_max_chars: int = Field(400, ge=1)
+
+
+class TrainingSpec(_Model):
+    """AZR-SPEC section 5 and the learner's runtime."""
+
+    steps: int = Field(500, ge=1)
+    learning_rate: float = Field(1e-6, gt=0.0, lt=1.0)
+    clip_ratio: float = Field(0.2, gt=0.0, lt=1.0)
+    entropy_coeff: float = Field(0.001, ge=0.0)
+    mini_batches: int = Field(3, ge=1, description="optimizer steps per training step")
+    grad_clip: float = Field(1.0, gt=0.0)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    precision: DType = DType.BFLOAT16
+    mode: RunMode = RunMode.SYNC
+    max_policy_lag: int = Field(1, ge=1)
+    checkpoint_every: int = Field(10, ge=1)
+    seed: int = 0
+
+
+class Resources(_Model):
+    cpu: str = "1"
+    memory: str = "4Gi"
+    gpus: int = Field(0, ge=0)
+
+
+class GeneratorSpec(_Model):
+    replicas: int = Field(1, ge=0)
+    engine: Engine = Engine.VLLM
+    resources: Resources = Field(default_factory=Resources)
+    share_with: Optional[Literal["proposer"]] = Field(None, description="solver only: serve both roles from the proposer pool")
+
+
+class ExecutorSpec(_Model):
+    replicas: int = Field(1, ge=0)
+    sandbox: SandboxMode = SandboxMode.GVISOR
+    workers: int = Field(4, ge=2, description="long-lived workers per replica (two runs per check need two)")
+    timeout_seconds: float = Field(10.0, gt=0.0, le=300.0)
+    memory_mib: int = Field(512, ge=64)
+    max_inflight_batches: int = Field(8, ge=1)
+    runtime_class_name: str = "gvisor"
+    resources: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="2Gi"))
+
+
+class LearnerSpec(_Model):
+    ranks: int = Field(1, ge=1)
+    resources: Resources = Field(default_factory=lambda: Resources(cpu="4", memory="16Gi"))
+
+
+class StorageSpec(_Model):
+    size: str = "20Gi"
+    storage_class_name: Optional[str] = None
+
+
+class SelfPlayRunSpec(_Model):
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    proposer: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    solver: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    learner: LearnerSpec = Field(default_factory=LearnerSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    suspend: bool = False
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> "SelfPlayRunSpec":
+        if self.proposer.share_with is not None:
+            raise ValueError("proposer.shareWith is not allowed; only the solver can share a pool")
+        if self.method.references > self.method.seed_tasks:
+            raise ValueError(f"method.references ({self.method.references}) cannot exceed method.seedTasks ({self.method.seed_tasks})")
+        return self
+
+
+class ObjectMeta(_Model):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
+    namespace: Optional[str] = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class SelfPlayRun(_Model):
+    api_version: Literal["azr.dev/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
+    kind: Literal["SelfPlayRun"] = KIND
+    metadata: ObjectMeta
+    spec: SelfPlayRunSpec = Field(default_factory=SelfPlayRunSpec)
+    status: Optional[dict[str, Any]] = None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+
+
+class SpecError(ValueError):
+    """A SelfPlayRun that does not validate; the message names each bad field path and value."""
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid SelfPlayRun ({exc.error_count()} error{'s' if exc.error_count() > 1 else ''})"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) or err["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"  {path}: {err['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_run(data: Any, source: str = "<spec>") -> SelfPlayRun:
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a SelfPlayRun must be a mapping, got {type(data).__name__}")
+    try:
+        return SelfPlayRun.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_errors(source, exc)) from None
+
+
+def load_run(path: str | Path) -> SelfPlayRun:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return parse_run(data, str(path))

@@ -1,0 +1,213 @@
+"""Validation and answer checking (AZR-SPEC section 4), on top of a SandboxPool.
+
+Everything that decides a verdict happens here, in the trusted process: static checks,
+literal parsing of inputs, answers and outputs, the determinism comparison and the strict
+typed equality. The sandbox only ever runs f(*args) and reports a repr, which is parsed
+again here and never believed blindly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from azr.literals import LiteralError, parse_arguments, parse_literal, strict_equal
+from azr.programs import EntryFunctionRule, ErrorKind, check_program
+from azr.tasks import TaskType
+from azr_executor.pool import SandboxPool
+
+LANES = (0, 1)
+
+
+@dataclass
+class ValidateItem:
+    id: str
+    program: str
+    inputs: list[str]
+
+
+@dataclass
+class ValidateResult:
+    id: str
+    valid: bool
+    outputs: list[str] = field(default_factory=list)
+    error_kind: ErrorKind = ErrorKind.NONE
+    error_message: str = ""
+
+
+@dataclass
+class CheckItem:
+    id: str
+    task_type: TaskType
+    answer: str
+    program: str = ""
+    gold_output: str = ""
+    hidden_inputs: list[str] = field(default_factory=list)
+    hidden_outputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CheckResult:
+    id: str
+    correct: bool
+    error_kind: ErrorKind = ErrorKind.NONE
+    error_message: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    timeout_seconds: float = 10.0
+    output_max_chars: int = 400
+    entry_rule: EntryFunctionRule = EntryFunctionRule.TOP_LEVEL
+
+
+def _error_kind(result: dict[str, Any]) -> ErrorKind:
+    try:
+        return ErrorKind(result.get("error", "sandbox"))
+    except ValueError:
+        return ErrorKind.SANDBOX
+
+
+class Executor:
+    def __init__(self, pool: SandboxPool, limits: Limits = Limits()):
+        self.pool = pool
+        self.limits = limits
+
+    def _job(self, program: str, args: str, lane: int) -> dict[str, Any]:
+        return {"program": program, "args": args, "lane": lane,
+                "timeout": self.limits.timeout_seconds, "max_chars": self.limits.output_max_chars}
+
+    # -- validation of proposals -----------------------------------------------------------------
+
+    def validate(self, items: list[ValidateItem]) -> list[ValidateResult]:
+        """Every input runs twice, in workers of different lanes (different hash seeds)."""
+        results: list[ValidateResult | None] = [None] * len(items)
+        jobs: list[dict[str, Any]] = []
+        owners: list[tuple[int, int]] = []  # (item index, input index) per pair of jobs
+        for n, item in enumerate(items):
+            checked = check_program(item.program, self.limits.entry_rule)
+            if not checked.ok:
+                results[n] = ValidateResult(item.id, False, error_kind=checked.error_kind, error_message=checked.message)
+                continue
+            if not item.inputs:
+                results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.BAD_INPUT, error_message="no input")
+                continue
+            try:
+                for text in item.inputs:
+                    parse_arguments(text)
+            except LiteralError as exc:
+                results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.BAD_INPUT, error_message=str(exc))
+                continue
+            for k, text in enumerate(item.inputs):
+                jobs += [self._job(checked.program, text, lane) for lane in LANES]
+                owners.append((n, k))
+        outcomes = self.pool.run(jobs)
+        per_item: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {}
+        for (n, k), first, second in zip(owners, outcomes[0::2], outcomes[1::2]):
+            per_item.setdefault(n, []).append((k, first, second))
+        for n, runs in per_item.items():
+            results[n] = self._verdict(items[n].id, sorted(runs, key=lambda r: r[0]))
+        return [r for r in results if r is not None]
+
+    def _verdict(self, item_id: str, runs: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> ValidateResult:
+        outputs = []
+        for k, first, second in runs:
+            for run in (first, second):
+                if "error" in run or "output" not in run:
+                    return ValidateResult(item_id, False, error_kind=_error_kind(run),
+                                          error_message=f"input {k}: {run.get('message', '')}")
+            try:
+                a, b = parse_literal(first["output"]), parse_literal(second["output"])
+            except LiteralError as exc:
+                return ValidateResult(item_id, False, error_kind=ErrorKind.BAD_OUTPUT_TYPE, error_message=str(exc))
+            if len(first["output"]) > self.limits.output_max_chars:
+                return ValidateResult(item_id, False, error_kind=ErrorKind.OUTPUT_TOO_LONG,
+                                      error_message=f"input {k}: output repr longer than {self.limits.output_max_chars}")
+            if not strict_equal(a, b):
+                return ValidateResult(item_id, False, error_kind=ErrorKind.NONDETERMINISTIC,
+                                      error_message=f"input {k}: two runs returned {first['output'][:80]} and {second['output'][:80]}")
+            outputs.append(first["output"])
+        return ValidateResult(item_id, True, outputs=outputs)
+
+    # -- checking of answers ---------------------------------------------------------------------
+
+    def check(self, items: list[CheckItem]) -> list[CheckResult]:
+        results: list[CheckResult | None] = [None] * len(items)
+        jobs: list[dict[str, Any]] = []
+        expected: list[tuple[int, Any]] = []   # (item index, gold value) per job
+        for n, item in enumerate(items):
+            try:
+                planned = self._plan_check(item)
+            except _Verdict as verdict:
+                results[n] = CheckResult(item.id, verdict.correct, verdict.kind, verdict.message)
+                continue
+            for program, args, gold in planned:
+                jobs.append(self._job(program, args, len(jobs) % 2))
+                expected.append((n, gold))
+        outcomes = self.pool.run(jobs)
+        failures: dict[int, CheckResult] = {}
+        for (n, gold), run in zip(expected, outcomes):
+            if n in failures:
+                continue
+            item_id = items[n].id
+            if "error" in run or "output" not in run:
+                failures[n] = CheckResult(item_id, False, _error_kind(run), run.get("message", ""))
+                continue
+            try:
+                value = parse_literal(run["output"])
+            except LiteralError as exc:
+                failures[n] = CheckResult(item_id, False, ErrorKind.BAD_OUTPUT_TYPE, str(exc))
+                continue
+            if not strict_equal(value, gold):
+                failures[n] = CheckResult(item_id, False, ErrorKind.WRONG_ANSWER, f"got {run['output'][:80]}")
+        for n, _ in expected:
+            if results[n] is None:
+                results[n] = failures.get(n) or CheckResult(items[n].id, True)
+        return [r for r in results if r is not None]
+
+    def _plan_check(self, item: CheckItem) -> list[tuple[str, str, Any]]:
+        """The sandbox runs an item needs as (program, args, gold value); raises _Verdict when
+        the verdict is known without running anything."""
+        if item.task_type is TaskType.DEDUCTION:
+            gold = _gold(item.gold_output)
+            try:
+                predicted = parse_literal(item.answer)
+            except LiteralError as exc:
+                raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
+            if strict_equal(predicted, gold):
+                raise _Verdict(True, ErrorKind.NONE, "")
+            raise _Verdict(False, ErrorKind.WRONG_ANSWER, "predicted output differs from the gold output")
+        if item.task_type is TaskType.ABDUCTION:
+            gold = _gold(item.gold_output)
+            try:
+                parse_arguments(item.answer)
+            except LiteralError as exc:
+                raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
+            program = check_program(item.program, self.limits.entry_rule)
+            if not program.ok:
+                raise _Verdict(False, program.error_kind, f"the task's program: {program.message}")
+            return [(program.program, item.answer, gold)]
+        program = check_program(item.answer, self.limits.entry_rule)
+        if not program.ok:
+            raise _Verdict(False, program.error_kind, program.message)
+        if not item.hidden_inputs or len(item.hidden_inputs) != len(item.hidden_outputs):
+            raise _Verdict(False, ErrorKind.BAD_INPUT, "induction needs as many hidden outputs as hidden inputs")
+        for text in item.hidden_inputs:
+            try:
+                parse_arguments(text)
+            except LiteralError as exc:
+                raise _Verdict(False, ErrorKind.BAD_INPUT, f"hidden input: {exc}") from None
+        return [(program.program, i, _gold(o)) for i, o in zip(item.hidden_inputs, item.hidden_outputs)]
+
+
+class _Verdict(Exception):
+    def __init__(self, correct: bool, kind: ErrorKind, message: str):
+        super().__init__(message)
+        self.correct, self.kind, self.message = correct, kind, message
+
+
+def _gold(text: str) -> Any:
+    try:
+        return parse_literal(text)
+    except LiteralError as exc:
+        raise _Verdict(False, ErrorKind.BAD_INPUT, f"gold output: {exc}") from None

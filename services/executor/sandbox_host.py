@@ -1,0 +1,234 @@
+"""The supervisor inside the sandbox: keeps a pool of long-lived workers and feeds them jobs.
+
+Runs as the sandbox's first process (`runsc do ... python -I -S sandbox_host.py`, or a
+plain rlimited process in `process` mode). It reads job batches from stdin and writes one
+result per job to stdout (4-byte big-endian length + JSON), in completion order.
+
+Workers are split into two lanes with different hash seeds; the trusted side sends the two
+runs of a determinism check to different lanes. A worker that overruns a job's wall-clock
+limit, dies, or reports itself tainted is killed with its whole process group and replaced;
+jobs it had not started go back to the queue. Forking is slow inside gVisor, so workers are
+started once and reused.
+"""
+
+import collections
+import json
+import os
+import random
+import selectors
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORKER = os.path.join(HERE, "sandbox_worker.py")
+_HEADER = struct.Struct(">I")
+CHUNK = 8            # jobs handed to a worker at once
+GRACE_SECONDS = 1.0  # on top of a job's own limit before the host kills the worker
+
+
+class Worker:
+    def __init__(self, lane, memory_mib, scratch):
+        self.lane = lane
+        # Lanes never share a hash seed: lane 0 gets even seeds, lane 1 odd ones.
+        self.seed = random.randrange(1, 2**31) * 2 + lane
+        job_r, self.job_w = os.pipe()
+        self.result_r, result_w = os.pipe()
+        env = {"PYTHONHASHSEED": str(self.seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+               "HOME": scratch, "TMPDIR": scratch}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", WORKER, str(job_r), str(result_w), str(memory_mib)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(job_r, result_w), env=env, cwd=scratch, start_new_session=True, close_fds=True)
+        os.close(job_r)
+        os.close(result_w)
+        os.set_blocking(self.result_r, False)
+        self.buffer = b""
+        self.ready = False
+        self.pending = collections.deque()  # jobs sent, in order; the first one is running
+        self.started = 0.0                  # when the running job started
+
+    def send(self, jobs, now):
+        self.pending.extend(jobs)
+        if len(self.pending) == len(jobs):
+            self.started = now
+        data = json.dumps(jobs).encode()
+        _write_all(self.job_w, _HEADER.pack(len(data)) + data)
+
+    def deadline(self):
+        if not self.pending:
+            return None
+        return self.started + float(self.pending[0]["timeout"]) + GRACE_SECONDS
+
+    def frames(self):
+        """Complete frames read so far; raises EOFError when the worker is gone."""
+        try:
+            chunk = os.read(self.result_r, 1 << 16)
+        except BlockingIOError:
+            chunk = None
+        if chunk == b"":
+            raise EOFError
+        if chunk:
+            self.buffer += chunk
+        out = []
+        while len(self.buffer) >= 4:
+            (size,) = _HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < 4 + size:
+                break
+            out.append(json.loads(self.buffer[4:4 + size]))
+            self.buffer = self.buffer[4 + size:]
+        return out
+
+    def kill(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        for fd in (self.job_w, self.result_r):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            time.sleep(0.001)
+
+
+class Host:
+    def __init__(self, workers, memory_mib, scratch):
+        self.memory_mib = memory_mib
+        self.scratch = scratch
+        self.selector = selectors.DefaultSelector()
+        self.queues = (collections.deque(), collections.deque())
+        self.workers = []
+        self.out = []
+        for n in range(workers):
+            self._spawn(n % 2)
+        stdin = sys.stdin.buffer.fileno()
+        os.set_blocking(stdin, False)
+        self.stdin = stdin
+        self.stdin_buffer = b""
+        self.selector.register(stdin, selectors.EVENT_READ, None)
+
+    def _spawn(self, lane):
+        worker = Worker(lane, self.memory_mib, self.scratch)
+        self.workers.append(worker)
+        self.selector.register(worker.result_r, selectors.EVENT_READ, worker)
+
+    def _retire(self, worker, error, message):
+        """Kill a worker, fail its running job (if error), requeue the rest, start a replacement."""
+        self.selector.unregister(worker.result_r)
+        self.workers.remove(worker)
+        worker.kill()
+        pending = list(worker.pending)
+        if pending and error:
+            job = pending.pop(0)
+            self.out.append({"id": job["id"], "error": error, "message": message})
+        self.queues[worker.lane].extendleft(reversed(pending))
+        self._spawn(worker.lane)
+
+    def _read_stdin(self):
+        try:
+            chunk = os.read(self.stdin, 1 << 20)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            return False
+        self.stdin_buffer += chunk
+        while len(self.stdin_buffer) >= 4:
+            (size,) = _HEADER.unpack_from(self.stdin_buffer)
+            if len(self.stdin_buffer) < 4 + size:
+                break
+            for job in json.loads(self.stdin_buffer[4:4 + size]):
+                self.queues[int(job.get("lane", 0)) % 2].append(job)
+            self.stdin_buffer = self.stdin_buffer[4 + size:]
+        return True
+
+    def _on_worker(self, worker):
+        try:
+            frames = worker.frames()
+        except EOFError:
+            self._retire(worker, "crashed", "the worker process died")
+            return
+        for frame in frames:
+            if "ready" in frame:
+                worker.ready = True
+                continue
+            job = worker.pending.popleft() if worker.pending else None
+            if job is None or frame.get("id") != job["id"]:
+                self._retire(worker, "crashed", "the worker sent a result for another job")
+                return
+            self.out.append(frame)
+            worker.started = time.monotonic()
+            if "taint" in frame:
+                self._retire(worker, None, "")
+                return
+
+    def _dispatch(self, now):
+        for worker in self.workers:
+            queue = self.queues[worker.lane]
+            if worker.ready and not worker.pending and queue:
+                jobs = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
+                try:
+                    worker.send(jobs, now)
+                except OSError:
+                    self._retire(worker, "crashed", "the worker process died")
+                    return self._dispatch(now)
+
+    def _enforce_deadlines(self, now):
+        for worker in list(self.workers):
+            deadline = worker.deadline()
+            if deadline is not None and now > deadline:
+                self._retire(worker, "timeout", "wall-clock limit exceeded; worker killed")
+
+    def _flush(self):
+        if not self.out:
+            return
+        data = json.dumps(self.out).encode()
+        self.out = []
+        _write_all(sys.stdout.buffer.fileno(), _HEADER.pack(len(data)) + data)
+
+    def serve(self):
+        _write_all(sys.stdout.buffer.fileno(), _HEADER.pack(2) + b"[]")  # the host is up
+        while True:
+            deadlines = [d for d in (w.deadline() for w in self.workers) if d is not None]
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            for key, _ in self.selector.select(timeout):
+                if key.data is None:
+                    if not self._read_stdin():
+                        return
+                elif key.data in self.workers:
+                    self._on_worker(key.data)
+            now = time.monotonic()
+            self._enforce_deadlines(now)
+            self._dispatch(now)
+            self._flush()
+
+
+def main():
+    workers, memory_mib, scratch = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    os.makedirs(scratch, exist_ok=True)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    host = Host(max(2, workers), memory_mib, scratch)
+    try:
+        host.serve()
+    finally:
+        for worker in list(host.workers):
+            worker.kill()
+
+
+if __name__ == "__main__":
+    main()

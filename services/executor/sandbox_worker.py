@@ -1,0 +1,251 @@
+"""A long-lived worker inside the sandbox: runs model-written programs, one job at a time.
+
+Started by sandbox_host.py as `python -I -S sandbox_worker.py` with its own PYTHONHASHSEED,
+stdin/stdout/stderr on /dev/null, jobs arriving on fd JOB_FD and results leaving on RESULT_FD
+(4-byte big-endian length + JSON). Everything here is untrusted territory: the trusted side
+re-parses every result and never believes a worker's verdict about another worker's run.
+
+Jobs cannot leak state into the next job: each runs with fresh globals and a fresh copy of
+the builtins dict; after each job the worker checks the state a job could have changed
+(builtins, the modules it imported and their classes, threads, signal handlers, recursion
+limit, gc) and, on any difference, reports itself tainted so the host replaces it.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _thread  # noqa: E402
+import builtins  # noqa: E402
+import gc  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import signal  # noqa: E402
+import struct  # noqa: E402
+
+from azr_literals import LiteralError, is_literal_value, parse_arguments, parse_literal, strict_equal  # noqa: E402
+
+# Modules a program may import, loaded before any job so that their state can be checked.
+PRELOAD = ("collections", "collections.abc", "itertools", "functools", "math", "cmath", "heapq", "bisect",
+           "re", "string", "operator", "copy", "statistics", "fractions", "decimal", "typing", "enum",
+           "numbers", "array", "textwrap", "unicodedata", "dataclasses", "keyword", "difflib", "base64",
+           "binascii", "zlib", "abc", "contextlib")
+for _name in PRELOAD:
+    try:
+        __import__(_name)
+    except ImportError:
+        pass
+
+_HEADER = struct.Struct(">I")
+_type = type
+_repr = repr
+_len = len
+_BuiltinsDict = dict(builtins.__dict__)
+_REAL_IMPORT = builtins.__import__
+
+
+class _Sink:
+    """Where a job's prints go: nowhere, without a system call."""
+
+    def write(self, text):
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+class JobTimeout(BaseException):
+    """Raised in the job by SIGALRM; a BaseException so that `except Exception` cannot eat it."""
+
+
+def _on_alarm(signum, frame):
+    raise JobTimeout()
+
+
+def _snapshot_module(module):
+    """Identity snapshot of a module's namespace and of the namespaces of the classes in it."""
+    names = dict(vars(module))
+    classes = {k: dict(vars(v)) for k, v in names.items() if _type(v) is _type and getattr(v, "__module__", None) == module.__name__}
+    return names, classes
+
+
+def _module_changed(module, snapshot):
+    names, classes = snapshot
+    current = vars(module)
+    if _len(current) != _len(names) or any(current.get(k, _MISSING) is not v for k, v in names.items()):
+        return True
+    for key, members in classes.items():
+        cls_dict = vars(names[key])
+        if _len(cls_dict) != _len(members) or any(cls_dict.get(k, _MISSING) is not v for k, v in members.items()):
+            return True
+    return False
+
+
+_MISSING = object()
+_SNAPSHOTS = {name: _snapshot_module(mod) for name, mod in list(sys.modules.items()) if mod is not None}
+_SNAPSHOTS["builtins"] = (_BuiltinsDict, {})
+_MODULE_COUNT = len(sys.modules)
+_RECURSION_LIMIT = sys.getrecursionlimit()
+
+
+def _tainted(imported):
+    """A reason why this worker's state differs from a fresh one, or ''."""
+    if _thread._count():
+        return "threads left running"
+    if len(sys.modules) != _MODULE_COUNT:
+        return "imported a module that was not preloaded"
+    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+        return "signal handler changed"
+    if sys.getrecursionlimit() != _RECURSION_LIMIT or not gc.isenabled() or sys.gettrace() or sys.getprofile():
+        return "interpreter settings changed"
+    if _module_changed(builtins, _SNAPSHOTS["builtins"]):
+        return "builtins changed"
+    for name in imported:
+        module = sys.modules.get(name)
+        snapshot = _SNAPSHOTS.get(name)
+        if module is None or snapshot is None or _module_changed(module, snapshot):
+            return f"module {name} changed"
+    return ""
+
+
+def run_job(job):
+    """Run f(*args) for one job; returns the result message."""
+    imported = set()
+
+    def tracking_import(name, globals=None, locals=None, fromlist=(), level=0):
+        module = _REAL_IMPORT(name, globals, locals, fromlist, level)
+        imported.add(name)
+        for sub in fromlist or ():
+            if f"{name}.{sub}" in sys.modules:
+                imported.add(f"{name}.{sub}")
+        return module
+
+    job_builtins = dict(_BuiltinsDict)
+    job_builtins["__import__"] = tracking_import
+    scope = {"__builtins__": job_builtins, "__name__": "__azr_job__"}
+    reply = {"id": job["id"]}
+    result = None
+    try:
+        args = parse_arguments(job["args"])
+        code = compile(job["program"], "<program>", "exec")
+        signal.setitimer(signal.ITIMER_REAL, float(job["timeout"]))
+        try:
+            exec(code, scope)
+            result = scope["f"](*args)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except JobTimeout:
+        reply.update(error="timeout", message="time limit exceeded")
+    except MemoryError:
+        reply.update(error="memory", message="memory limit exceeded", taint="memory error")
+    except LiteralError as exc:
+        reply.update(error="bad_input", message=str(exc))
+    except RecursionError:
+        reply.update(error="runtime", message="RecursionError: maximum recursion depth exceeded")
+    except BaseException as exc:  # any exception, SystemExit and KeyboardInterrupt included, is invalid
+        reply.update(error="runtime", message=_describe(exc))
+    else:
+        reply.update(_encode_result(result, int(job["max_chars"])))
+    scope.clear()
+    result = None
+    taint = reply.get("taint") or _tainted(imported)
+    if taint:
+        reply["taint"] = taint
+    return reply
+
+
+def _encode_result(result, max_chars):
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 5.0)  # repr of a huge value must not hang the worker
+        try:
+            if not is_literal_value(result):
+                return {"error": "bad_output_type", "message": f"result of type {_type(result).__name__} is not built from builtin literals"}
+            text = _repr(result)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except (ValueError, JobTimeout, MemoryError, RecursionError) as exc:  # e.g. int too large to print
+        return {"error": "output_too_long", "message": f"result cannot be printed: {type(exc).__name__}"}
+    if _len(text) > max_chars:
+        return {"error": "output_too_long", "message": f"result repr has {_len(text)} characters (limit {max_chars})"}
+    try:
+        if not strict_equal(parse_literal(text), result):
+            return {"error": "bad_output_type", "message": "result repr does not round-trip"}
+    except LiteralError:
+        return {"error": "bad_output_type", "message": "result repr is not a literal"}
+    return {"output": text}
+
+
+def _describe(exc):
+    try:
+        return f"{_type(exc).__name__}: {str(exc)[:200]}"
+    except BaseException:
+        return _type(exc).__name__
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n:
+        chunk = os.read(fd, n)
+        if not chunk:
+            raise EOFError
+        chunks.append(chunk)
+        n -= _len(chunk)
+    return b"".join(chunks)
+
+
+def _write_frame(fd, message):
+    data = json.dumps(message).encode()
+    data = _HEADER.pack(_len(data)) + data
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _virtual_memory_size():
+    """Bytes of address space this interpreter already uses; the job's limit comes on top."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 256 * 2**20
+
+
+def main():
+    job_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    memory_bytes = int(sys.argv[3]) * 2**20 + _virtual_memory_size()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    if int(sys.argv[3]) > 0:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, hard))
+        except (ValueError, OSError):
+            pass
+    # No files: a job cannot leave anything on disk for the next one (Python ignores SIGXFSZ,
+    # so a write fails with an error rather than killing the worker). No core dumps, no children.
+    for limit, value in ((resource.RLIMIT_FSIZE, 0), (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, 0)):
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):
+            pass
+    sys.stdout = sys.stderr = _Sink()
+    gc.collect()
+    gc.freeze()  # what exists now is the fresh state; keep it out of later collections
+    _write_frame(result_fd, {"ready": os.getpid()})
+    while True:
+        try:
+            (size,) = _HEADER.unpack(_read_exact(job_fd, 4))
+            jobs = json.loads(_read_exact(job_fd, size))
+        except EOFError:
+            return
+        for job in jobs:
+            reply = run_job(job)
+            _write_frame(result_fd, reply)
+            if "taint" in reply:
+                return  # the host replaces a tainted worker; the rest of the chunk is re-queued
+
+
+if __name__ == "__main__":
+    main()

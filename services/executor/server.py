@@ -1,0 +1,197 @@
+"""`azr serve executor`: the gRPC shell around Executor.
+
+Every RPC validates its request (INVALID_ARGUMENT with a message), at most
+`max_inflight_batches` batches run at once (more get RESOURCE_EXHAUSTED, never an unbounded
+queue), health turns SERVING once the sandbox is up, and reflection and a Prometheus
+endpoint are on. The server binds to loopback unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import Counter, Histogram, start_http_server
+
+from azr.programs import ErrorKind
+from azr.tasks import TaskType
+from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
+from azr_executor.engine import CheckItem, Executor, Limits, ValidateItem
+from azr_executor.pool import SandboxPool
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
+MAX_MESSAGE_BYTES = 64 * 2**20
+MAX_ITEMS = 4096
+MAX_INPUTS = 64
+MAX_FIELD_CHARS = 100_000
+MAX_ID_CHARS = 256
+
+_TASK_TYPES = {common_pb2.TASK_TYPE_ABDUCTION: TaskType.ABDUCTION, common_pb2.TASK_TYPE_DEDUCTION: TaskType.DEDUCTION,
+               common_pb2.TASK_TYPE_INDUCTION: TaskType.INDUCTION}
+
+ITEMS = Counter("azr_executor_items_total", "Items handled", ["rpc", "outcome"])
+LATENCY = Histogram("azr_executor_batch_seconds", "Seconds per batch", ["rpc"])
+REJECTED = Counter("azr_executor_rejected_total", "Requests refused", ["rpc", "code"])
+
+
+def error_kind_to_proto(kind: ErrorKind) -> int:
+    if kind is ErrorKind.NONE:
+        return common_pb2.ERROR_KIND_UNSPECIFIED
+    return common_pb2.ErrorKind.Value(f"ERROR_KIND_{kind.name}")
+
+
+class RequestError(ValueError):
+    pass
+
+
+def _check_text(where: str, text: str, limit: int = MAX_FIELD_CHARS) -> None:
+    if len(text) > limit:
+        raise RequestError(f"{where}: {len(text)} characters, the limit is {limit}")
+
+
+def _check_count(n: int) -> None:
+    if n == 0:
+        raise RequestError("items: at least one item is required")
+    if n > MAX_ITEMS:
+        raise RequestError(f"items: {n} items, the limit is {MAX_ITEMS} per request")
+
+
+def parse_validate_request(request: executor_pb2.ValidateRequest) -> list[ValidateItem]:
+    _check_count(len(request.items))
+    items = []
+    for n, item in enumerate(request.items):
+        _check_text(f"items[{n}].id", item.id, MAX_ID_CHARS)
+        _check_text(f"items[{n}].program", item.program)
+        if not 1 <= len(item.inputs) <= MAX_INPUTS:
+            raise RequestError(f"items[{n}].inputs: between 1 and {MAX_INPUTS} inputs are required, got {len(item.inputs)}")
+        for k, text in enumerate(item.inputs):
+            _check_text(f"items[{n}].inputs[{k}]", text)
+        items.append(ValidateItem(item.id, item.program, list(item.inputs)))
+    return items
+
+
+def parse_check_request(request: executor_pb2.CheckRequest) -> list[CheckItem]:
+    _check_count(len(request.items))
+    items = []
+    for n, item in enumerate(request.items):
+        where = f"items[{n}]"
+        _check_text(f"{where}.id", item.id, MAX_ID_CHARS)
+        for name in ("program", "gold_output", "answer"):
+            _check_text(f"{where}.{name}", getattr(item, name))
+        task_type = _TASK_TYPES.get(item.task_type)
+        if task_type is None:
+            raise RequestError(f"{where}.task_type: must be abduction, deduction or induction")
+        if task_type is TaskType.INDUCTION:
+            if not 1 <= len(item.hidden_inputs) <= MAX_INPUTS or len(item.hidden_inputs) != len(item.hidden_outputs):
+                raise RequestError(f"{where}: induction needs 1 to {MAX_INPUTS} hidden_inputs and as many hidden_outputs")
+            for k, text in enumerate([*item.hidden_inputs, *item.hidden_outputs]):
+                _check_text(f"{where}.hidden[{k}]", text)
+        else:
+            if not item.gold_output:
+                raise RequestError(f"{where}.gold_output: required for {task_type.value}")
+            if task_type is TaskType.ABDUCTION and not item.program:
+                raise RequestError(f"{where}.program: required for abduction")
+        items.append(CheckItem(item.id, task_type, item.answer, item.program, item.gold_output,
+                               list(item.hidden_inputs), list(item.hidden_outputs)))
+    return items
+
+
+class ExecutorService(executor_pb2_grpc.ExecutorServicer):
+    def __init__(self, executor: Executor, max_inflight_batches: int):
+        self.executor = executor
+        self._slots = threading.BoundedSemaphore(max_inflight_batches)
+        self.max_inflight_batches = max_inflight_batches
+
+    def _admit(self, rpc: str, context: grpc.ServicerContext) -> None:
+        if not self._slots.acquire(blocking=False):
+            REJECTED.labels(rpc, "RESOURCE_EXHAUSTED").inc()
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                          f"{self.max_inflight_batches} batches already running; retry with backoff")
+
+    def Validate(self, request, context):
+        try:
+            items = parse_validate_request(request)
+        except RequestError as exc:
+            REJECTED.labels("Validate", "INVALID_ARGUMENT").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self._admit("Validate", context)
+        try:
+            with LATENCY.labels("Validate").time():
+                results = self.executor.validate(items)
+        finally:
+            self._slots.release()
+        response = executor_pb2.ValidateResponse()
+        for r in results:
+            ITEMS.labels("Validate", r.error_kind.value).inc()
+            response.results.add(id=r.id, valid=r.valid, outputs=r.outputs,
+                                 error_kind=error_kind_to_proto(r.error_kind), error_message=r.error_message)
+        return response
+
+    def Check(self, request, context):
+        try:
+            items = parse_check_request(request)
+        except RequestError as exc:
+            REJECTED.labels("Check", "INVALID_ARGUMENT").inc()
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self._admit("Check", context)
+        try:
+            with LATENCY.labels("Check").time():
+                results = self.executor.check(items)
+        finally:
+            self._slots.release()
+        response = executor_pb2.CheckResponse()
+        for r in results:
+            ITEMS.labels("Check", r.error_kind.value).inc()
+            response.results.add(id=r.id, correct=r.correct, error_kind=error_kind_to_proto(r.error_kind),
+                                 error_message=r.error_message)
+        return response
+
+
+def build_server(executor: Executor, address: str, max_inflight_batches: int) -> tuple[grpc.Server, int, health.HealthServicer]:
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_inflight_batches + 4, thread_name_prefix="executor-rpc"),
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+        maximum_concurrent_rpcs=max_inflight_batches * 4)
+    executor_pb2_grpc.add_ExecutorServicer_to_server(ExecutorService(executor, max_inflight_batches), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot bind {address}")
+    return server, port, health_servicer
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s executor %(levelname)s %(message)s")
+    from azr_executor.cli import make_pool_and_limits
+
+    pool, limits = make_pool_and_limits(args)
+    server, port, health_servicer = build_server(Executor(pool, limits), args.address, args.max_inflight_batches)
+    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    server.start()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr=args.address.rsplit(":", 1)[0].strip("[]") or "127.0.0.1")
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+    log.info("serving on port %d (sandbox %s, %d workers)", port, pool.mode.value, pool.workers)
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    while not stopped.wait(1.0):
+        pass
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=10).wait()
+    pool.close()
+    time.sleep(0)
+    return 0
