@@ -1,0 +1,76 @@
+import pytest
+
+from azr.programs import REFERENCE_FORBIDDEN_MODULES, EntryFunctionRule, ErrorKind, check_program
+
+
+def test_single_function_is_accepted_and_keeps_its_text():
+    source = "def f(x):\n    # doubles\n    return x * 2\n"
+    result = check_program(source)
+    assert result.ok and result.program == source
+
+
+def test_first_def_is_renamed_f_everywhere_keeping_formatting():
+    result = check_program("def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)  # rec\n")
+    assert result.ok
+    assert result.program == "def f(n):\n    return n if n < 2 else f(n - 1) + f(n - 2)  # rec\n"
+
+
+@pytest.mark.parametrize("source, kind", [
+    ("def f(:\n", ErrorKind.SYNTAX),
+    ("", ErrorKind.SYNTAX),
+    ("x = 1", ErrorKind.NOT_SINGLE_FUNCTION),
+    ("def f(x):\n    return x\ndef g(x):\n    return x", ErrorKind.NOT_SINGLE_FUNCTION),
+    ("class A:\n    pass\ndef f(x):\n    return x", ErrorKind.NOT_SINGLE_FUNCTION),
+    ("def f(x):\n    class A:\n        pass\n    return x", ErrorKind.NOT_SINGLE_FUNCTION),
+    ("async def f(x):\n    return x", ErrorKind.NOT_SINGLE_FUNCTION),
+])
+def test_structure_errors(source, kind):
+    result = check_program(source)
+    assert not result.ok and result.error_kind is kind
+
+
+def test_nested_helpers_allowed_by_default_but_not_in_strict_mode():
+    source = "def f(xs):\n    def sq(v):\n        return v * v\n    return sorted(xs, key=lambda v: -sq(v))"
+    assert check_program(source).ok
+    strict = check_program(source, EntryFunctionRule.STRICT)
+    assert strict.error_kind is ErrorKind.NOT_SINGLE_FUNCTION
+
+
+@pytest.mark.parametrize("module", sorted(REFERENCE_FORBIDDEN_MODULES | {"os", "sys", "socket", "ctypes", "importlib", "builtins"}))
+def test_reference_and_project_forbidden_modules(module):
+    for source in (f"import {module}\ndef f(x):\n    return x",
+                   f"def f(x):\n    import {module} as m\n    return x",
+                   f"from {module} import *\ndef f(x):\n    return x"):
+        assert check_program(source).error_kind is ErrorKind.FORBIDDEN, source
+
+
+@pytest.mark.parametrize("body", [
+    "return __import__('os').environ",
+    "return eval('1')",
+    "exec('x = 1')",
+    "return compile('1', 'a', 'eval')",
+    "return open('/etc/passwd').read()",
+    "return getattr(x, '__class__')",
+    "return globals()",
+    "return vars()",
+    "return ().__class__.__base__.__subclasses__()",
+    "return x.__dict__",
+    "return f.__globals__",
+    "return __builtins__",
+    "import os.path\n    return 1",
+    "from os import path\n    return 1",
+    "from collections import __builtins__\n    return 1",
+    "breakpoint()",
+])
+def test_ways_out_of_a_name_filter_are_forbidden(body):
+    result = check_program(f"def f(x):\n    {body}")
+    assert result.error_kind is ErrorKind.FORBIDDEN, body
+
+
+def test_ordinary_programs_pass():
+    for source in (
+        "import math\nfrom collections import Counter\ndef f(x):\n    return math.floor(x) + len(Counter('ab'))",
+        "def f(s):\n    return s.__name__ if False else s.upper()",
+        "def f(x):\n    return type(x) is list",
+    ):
+        assert check_program(source).ok, source
