@@ -20,6 +20,7 @@ import os
 import shutil
 import struct
 import subprocess
+import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 2**20
 MAX_ATTEMPTS = 3
-NOBODY = 65534
 CLONE_NEWNET = 0x40000000
 
 
@@ -58,6 +58,7 @@ class SandboxPool:
         self.memory_mib = memory_mib
         self.rootfs = ensure_rootfs()
         self._ids = itertools.count(1)
+        self._starts = itertools.count(1)
         self._lock = threading.Lock()      # guards _proc, _pending and writes to the host
         self._pending: dict[int, tuple[dict[str, Any], Future, int]] = {}
         self._proc: subprocess.Popen | None = None
@@ -70,13 +71,14 @@ class SandboxPool:
 
     def _command(self) -> list[str]:
         python = str(interpreter())
-        host_args = [str(self.workers), str(self.memory_mib), "/tmp/scratch"]
+        # A fresh scratch per sandbox start: in process mode the root's /tmp is a real folder.
+        host_args = [str(self.workers), str(self.memory_mib), f"/tmp/scratch-{os.getpid()}-{next(self._starts)}"]
         if self.mode is SandboxMode.GVISOR:
             return ["runsc", "--rootless", "--network=none", "do", "-root", str(self.rootfs), "-cwd", "/tmp",
                     python, "-I", "-S", "-B", f"{SANDBOX_CODE_DIR}/sandbox_host.py", *host_args]
         if os.geteuid() == 0:  # chrooted: the sandbox paths are the same as under gVisor
             return [python, "-I", "-S", "-B", f"{SANDBOX_CODE_DIR}/sandbox_host.py", *host_args]
-        scratch = Path(self.rootfs) / "tmp" / f"scratch-{os.getpid()}"
+        scratch = Path(tempfile.gettempdir()) / Path(host_args[2]).name
         return [python, "-I", "-S", "-B", str(Path(self.rootfs) / SANDBOX_CODE_DIR.lstrip("/") / "sandbox_host.py"),
                 host_args[0], host_args[1], str(scratch)]
 
@@ -84,13 +86,12 @@ class SandboxPool:
         """Runs in the child before exec (process mode)."""
         libc = ctypes.CDLL(None, use_errno=True)
         if os.geteuid() == 0:
+            # The host stays root inside the chroot (it runs no model code) and starts its
+            # workers as nobody, so a job can neither signal the host nor write in scratch.
             if libc.unshare(CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
             os.chroot(self.rootfs)
             os.chdir("/tmp")
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
         else:
             # Unprivileged: a user + network namespace where the kernel allows it; rlimits always.
             libc.unshare(CLONE_NEWNET | 0x10000000)

@@ -99,7 +99,7 @@ def build_rootfs(target: Path) -> None:
     for name, path in _sources().items():
         shutil.copy2(path, code / name)
     (target / "tmp").mkdir(exist_ok=True)
-    os.chmod(target / "tmp", 0o1777)
+    os.chmod(target / "tmp", 0o755)  # workers (nobody) can write nowhere
     (target / "dev").mkdir(exist_ok=True)
     if os.geteuid() == 0:  # process mode chroots here as root; gVisor brings its own /dev
         try:

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import selectors
+import shutil
 import signal
 import struct
 import subprocess
@@ -27,21 +28,29 @@ WORKER = os.path.join(HERE, "sandbox_worker.py")
 _HEADER = struct.Struct(">I")
 CHUNK = 8            # jobs handed to a worker at once
 GRACE_SECONDS = 1.0  # on top of a job's own limit before the host kills the worker
+NOBODY = 65534
 
 
 class Worker:
-    def __init__(self, lane, memory_mib, scratch):
+    def __init__(self, lane, memory_mib, scratch_root):
         self.lane = lane
         # Lanes never share a hash seed: lane 0 gets even seeds, lane 1 odd ones.
         self.seed = random.randrange(1, 2**31) * 2 + lane
+        # Each worker its own scratch folder (its cwd), writable only where the host is not root.
+        scratch = os.path.join(scratch_root, f"w{self.seed}")
+        os.makedirs(scratch, mode=0o755, exist_ok=True)
         job_r, self.job_w = os.pipe()
         self.result_r, result_w = os.pipe()
         env = {"PYTHONHASHSEED": str(self.seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
                "HOME": scratch, "TMPDIR": scratch}
+        # As root (PID 1 under gVisor, or a chrooted host) workers drop to nobody: then the
+        # worker's RLIMIT_NPROC of 0 is enforced, so a job can start no process and no thread.
+        identity = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.getuid() == 0 else {}
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-B", WORKER, str(job_r), str(result_w), str(memory_mib)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(job_r, result_w), env=env, cwd=scratch, start_new_session=True, close_fds=True)
+            pass_fds=(job_r, result_w), env=env, cwd=scratch, start_new_session=True, close_fds=True,
+            **identity)
         os.close(job_r)
         os.close(result_w)
         os.set_blocking(self.result_r, False)
@@ -138,7 +147,32 @@ class Host:
             job = pending.pop(0)
             self.out.append({"id": job["id"], "error": error, "message": message})
         self.queues[worker.lane].extendleft(reversed(pending))
+        self._sweep()
         self._spawn(worker.lane)
+
+    def _sweep(self):
+        """Kill every process a dead worker left behind (forked children, fork bombs).
+
+        Only as the sandbox's first process (PID 1 under gVisor): there /proc shows the
+        sandbox alone. gVisor does not enforce RLIMIT_NPROC for root, so this is what stops
+        a fork bomb that outlived its worker's process group."""
+        if os.getpid() != 1:
+            return
+        keep = {1} | {w.proc.pid for w in self.workers}
+        for _ in range(10):
+            strays = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+            if not strays:
+                return
+            for pid in strays:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            for pid in strays:  # reap the ones that were our children
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except OSError:
+                    pass
 
     def _read_stdin(self):
         try:
@@ -220,7 +254,7 @@ class Host:
 
 def main():
     workers, memory_mib, scratch = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-    os.makedirs(scratch, exist_ok=True)
+    os.makedirs(scratch, mode=0o755, exist_ok=True)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     host = Host(max(2, workers), memory_mib, scratch)
     try:
@@ -228,6 +262,7 @@ def main():
     finally:
         for worker in list(host.workers):
             worker.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -83,24 +83,54 @@ def _module_changed(module, snapshot):
 
 
 _MISSING = object()
+NEW_MODULE = "imported a module that was not preloaded"  # legitimate, but the worker is no longer fresh
+MEMORY_ERROR = "memory error"  # the job already failed with kind memory
 _SNAPSHOTS = {name: _snapshot_module(mod) for name, mod in list(sys.modules.items()) if mod is not None}
-_SNAPSHOTS["builtins"] = (_BuiltinsDict, {})
 _MODULE_COUNT = len(sys.modules)
 _RECURSION_LIMIT = sys.getrecursionlimit()
+_SCRATCH_STAMP = 0
+
+
+def _restore_builtins():
+    """Put back the builtins a job replaced; True if it had changed any. Uses no builtin
+    that the job could have replaced (only captured names and dict methods)."""
+    current = builtins.__dict__
+    if _len(current) == _len(_BuiltinsDict) and _all_same(current, _BuiltinsDict):
+        return False
+    _dict_clear(current)
+    _dict_update(current, _BuiltinsDict)
+    return True
+
+
+def _all_same(current, snapshot):
+    for key, value in _dict_items(snapshot):
+        if _dict_get(current, key, _MISSING) is not value:
+            return False
+    return True
+
+
+_dict_clear, _dict_update, _dict_items, _dict_get = dict.clear, dict.update, dict.items, dict.get
+
+
+def _scratch_stamp():
+    try:
+        return os.stat(".").st_mtime_ns
+    except OSError:
+        return 0
 
 
 def _tainted(imported):
     """A reason why this worker's state differs from a fresh one, or ''."""
+    if _scratch_stamp() != _SCRATCH_STAMP:
+        return "files changed in the scratch directory"
     if _thread._count():
         return "threads left running"
     if len(sys.modules) != _MODULE_COUNT:
-        return "imported a module that was not preloaded"
+        return NEW_MODULE
     if signal.getsignal(signal.SIGALRM) is not _on_alarm:
         return "signal handler changed"
     if sys.getrecursionlimit() != _RECURSION_LIMIT or not gc.isenabled() or sys.gettrace() or sys.getprofile():
         return "interpreter settings changed"
-    if _module_changed(builtins, _SNAPSHOTS["builtins"]):
-        return "builtins changed"
     for name in imported:
         module = sys.modules.get(name)
         snapshot = _SNAPSHOTS.get(name)
@@ -126,6 +156,7 @@ def run_job(job):
     scope = {"__builtins__": job_builtins, "__name__": "__azr_job__"}
     reply = {"id": job["id"]}
     result = None
+    patched = False
     try:
         args = parse_arguments(job["args"])
         code = compile(job["program"], "<program>", "exec")
@@ -135,10 +166,11 @@ def run_job(job):
             result = scope["f"](*args)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
+            patched = _restore_builtins()
     except JobTimeout:
         reply.update(error="timeout", message="time limit exceeded")
     except MemoryError:
-        reply.update(error="memory", message="memory limit exceeded", taint="memory error")
+        reply.update(error="memory", message="memory limit exceeded", taint=MEMORY_ERROR)
     except LiteralError as exc:
         reply.update(error="bad_input", message=str(exc))
     except RecursionError:
@@ -146,12 +178,17 @@ def run_job(job):
     except BaseException as exc:  # any exception, SystemExit and KeyboardInterrupt included, is invalid
         reply.update(error="runtime", message=_describe(exc))
     else:
-        reply.update(_encode_result(result, int(job["max_chars"])))
+        if not patched:
+            reply.update(_encode_result(result, int(job["max_chars"])))
+    patched = patched or _restore_builtins()  # the result's own methods ran during the checks
     scope.clear()
     result = None
-    taint = reply.get("taint") or _tainted(imported)
+    taint = reply.get("taint") or ("builtins changed" if patched else _tainted(imported))
     if taint:
         reply["taint"] = taint
+        if taint not in (NEW_MODULE, MEMORY_ERROR):  # changing the interpreter's state fails the job
+            reply.update(error="runtime", message=f"the program changed the interpreter's state: {taint}")
+            reply.pop("output", None)
     return reply
 
 
@@ -231,6 +268,8 @@ def main():
         except (ValueError, OSError):
             pass
     sys.stdout = sys.stderr = _Sink()
+    global _SCRATCH_STAMP
+    _SCRATCH_STAMP = _scratch_stamp()
     gc.collect()
     gc.freeze()  # what exists now is the fresh state; keep it out of later collections
     _write_frame(result_fd, {"ready": os.getpid()})
