@@ -254,6 +254,10 @@ class Host:
 
 def main():
     workers, memory_mib, scratch = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    if os.getpid() == 1:
+        # gVisor mounts its own world-writable /tmp; close it so that no job can leave a
+        # file there for the next one (workers run as nobody and can write nowhere).
+        os.chmod("/tmp", 0o755)
     os.makedirs(scratch, mode=0o755, exist_ok=True)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     host = Host(max(2, workers), memory_mib, scratch)

@@ -1,0 +1,149 @@
+"""The hostile corpus (issue 3, part 5).
+
+Part A sends each program through the normal path: the static filter or the sandbox stops
+it, with the right error kind. Part B bypasses the static filter and submits the raw program
+to the sandbox, in gVisor and in process mode, to show that the sandbox alone contains it:
+the filter is a task-quality filter, not the security boundary. After every hostile job the
+same workers must still return correct results.
+"""
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from azr.programs import ErrorKind
+from azr.tasks import TaskType
+from azr_executor.engine import CheckItem, Executor, ValidateItem
+from azr_executor.pool import SandboxPool
+from tests.conftest import FAST_LIMITS
+
+MARKER = Path("/tmp/azr-security-marker")
+SECRET = "azr-test-secret-7f3a"
+
+# name: (program body inside `def f(x):`, error kind through the normal path)
+CORPUS = {
+    "write_outside_scratch": (f"open({str(MARKER)!r}, 'w').write('x')\n    return 1", ErrorKind.FORBIDDEN),
+    "read_outside_scratch": ("return open('/etc/passwd').read()[:50]", ErrorKind.FORBIDDEN),
+    "read_env_secret": ("import os\n    return os.environ.get('AZR_SECRET', '')", ErrorKind.FORBIDDEN),
+    "socket": ("import socket\n    return socket.create_connection(('127.0.0.1', x), 1) and 1", ErrorKind.FORBIDDEN),
+    "fork": ("import os\n    return os.fork()", ErrorKind.FORBIDDEN),
+    "fork_bomb": ("import os\n    while True:\n        os.fork()", ErrorKind.FORBIDDEN),
+    "memory_bomb": ("return len('x' * (2 ** 34))", ErrorKind.MEMORY),
+    "memory_creep": ("out = []\n    while True:\n        out.append(' ' * 10 ** 6)", ErrorKind.MEMORY),
+    "thread_bomb": ("import threading\n    for _ in range(100):\n        threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n    return 1", ErrorKind.FORBIDDEN),
+    "infinite_loop": ("while True:\n        pass", ErrorKind.TIMEOUT),
+    "swallow_timeout": ("while True:\n        try:\n            while True:\n                pass\n        except BaseException:\n            pass", ErrorKind.TIMEOUT),
+    "huge_output": ("return list(range(10 ** 6))", ErrorKind.OUTPUT_TOO_LONG),
+    "os_exit": ("import os\n    os._exit(0)", ErrorKind.FORBIDDEN),
+    "system_exit": ("raise SystemExit(0)", ErrorKind.RUNTIME),
+    "exit_builtin": ("exit(0)", ErrorKind.FORBIDDEN),
+    "signal_tampering": ("import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass", ErrorKind.FORBIDDEN),
+    "patch_builtins": ("import builtins\n    builtins.len = lambda v: 42\n    return 1", ErrorKind.FORBIDDEN),
+    "patch_module": ("import math\n    math.pi = 3\n    return 1", ErrorKind.RUNTIME),
+    "patch_class": ("import collections\n    collections.Counter.most_common = lambda *a: []\n    return 1", ErrorKind.RUNTIME),
+    "custom_eq": ("return type('T', (), {'__eq__': lambda s, o: True, '__hash__': lambda s: 0})()", ErrorKind.BAD_OUTPUT_TYPE),
+    "subclass_eq": ("return (lambda: 0).__class__", ErrorKind.FORBIDDEN),
+    "deep_recursion": ("return f(x + 1)", ErrorKind.RUNTIME),
+    "dunder_import": ("return __import__('os').getcwd()", ErrorKind.FORBIDDEN),
+    "importlib": ("import importlib\n    return importlib.import_module('os').getcwd()", ErrorKind.FORBIDDEN),
+    "builtins_module": ("import builtins\n    return builtins.open('/etc/passwd').read()", ErrorKind.FORBIDDEN),
+    "subclasses_walk": ("return [c.__name__ for c in ().__class__.__base__.__subclasses__()][:3]", ErrorKind.FORBIDDEN),
+    "kill_parent": ("import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 1", ErrorKind.FORBIDDEN),
+}
+
+# What the sandbox alone must report when the static filter is bypassed (None: any failure).
+RAW_KIND = {
+    "write_outside_scratch": "runtime", "read_outside_scratch": "runtime", "socket": "runtime", "fork": "runtime",
+    "fork_bomb": "runtime", "memory_bomb": "memory", "memory_creep": "memory", "thread_bomb": "runtime",
+    "infinite_loop": "timeout", "swallow_timeout": "timeout", "huge_output": "output_too_long", "os_exit": "crashed",
+    "system_exit": "runtime", "signal_tampering": "timeout", "patch_builtins": "runtime", "patch_module": "runtime",
+    "patch_class": "runtime", "custom_eq": "bad_output_type", "deep_recursion": "runtime", "kill_parent": "runtime",
+    "builtins_module": "runtime", "exit_builtin": "runtime",
+}
+SANITY = "def f(x):\n    return [len('abc'), sorted({3, 1, 2}), __import__('math').floor(2.5)]"
+
+
+def _program(body):
+    return f"def f(x):\n    {body}"
+
+
+@pytest.fixture(scope="module")
+def listener():
+    """A real TCP server on the host's loopback that no job may reach."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    accepted = []
+    server.settimeout(0.2)
+
+    def accept():
+        while True:
+            try:
+                accepted.append(server.accept())
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1], accepted
+    server.close()
+
+
+def _assert_still_correct(executor):
+    results = executor.validate([ValidateItem(str(n), "def f(x):\n    return [len(x), sorted(set(x))]", ["[3, 1, 3]"])
+                                 for n in range(4)])
+    assert all(r.valid and r.outputs == ["[3, [1, 3]]"] for r in results), results
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_normal_path_contains_and_reports(executor, name, listener):
+    body, kind = CORPUS[name]
+    port = listener[0]
+    result = executor.validate([ValidateItem(name, _program(body), [str(port)])])[0]
+    assert not result.valid and result.error_kind is kind, result
+    answer = executor.check([CheckItem(name, TaskType.INDUCTION, _program(body), hidden_inputs=[str(port)], hidden_outputs=["1"])])[0]
+    assert not answer.correct
+    _assert_still_correct(executor)
+
+
+@pytest.mark.parametrize("mode", ["gvisor", "process"])
+@pytest.mark.parametrize("name", sorted(RAW_KIND))
+def test_sandbox_alone_contains_the_program(request, mode, name, listener):
+    pool = request.getfixturevalue(f"{mode}_pool")
+    port, accepted = listener
+    before = len(accepted)
+    result = pool.run([{"program": _program(CORPUS[name][0]), "args": str(port), "lane": 0, "timeout": 2.0, "max_chars": 400}])[0]
+    assert "output" not in result and result.get("error") == RAW_KIND[name], result
+    assert not MARKER.exists()
+    assert len(accepted) == before, "a job reached a socket on the host"
+    _assert_still_correct(Executor(pool, FAST_LIMITS))
+    sanity = pool.run([{"program": SANITY, "args": "0", "lane": lane, "timeout": 2.0, "max_chars": 400} for lane in (0, 1)])
+    assert [s.get("output") for s in sanity] == ["[3, [1, 2, 3], 2]"] * 2
+
+
+@pytest.mark.parametrize("mode", ["gvisor", "process"])
+def test_no_secret_of_the_server_reaches_a_job(mode, monkeypatch):
+    monkeypatch.setenv("AZR_SECRET", SECRET)
+    secret_file = Path("/tmp/azr-secret-file")
+    secret_file.write_text(SECRET)
+    try:
+        with SandboxPool(mode, workers=2, memory_mib=256) as pool:
+            program = ("def f(x):\n    import os\n    found = [k for k, v in os.environ.items() if 'azr-test' in v]\n"
+                       "    try:\n        found.append(open('/tmp/azr-secret-file').read())\n    except OSError:\n        pass\n"
+                       "    return found")
+            result = pool.run([{"program": program, "args": "0", "lane": 0, "timeout": 2.0, "max_chars": 400}])[0]
+            assert result.get("output") == "[]", result
+    finally:
+        secret_file.unlink()
+
+
+def test_jobs_run_as_an_unprivileged_user_with_no_network(gvisor_pool):
+    program = "def f(x):\n    import os, socket\n    return [os.getuid(), socket.gethostbyname_ex('localhost')[0] if False else 0]"
+    result = gvisor_pool.run([{"program": program, "args": "0", "lane": 1, "timeout": 2.0, "max_chars": 400}])[0]
+    assert result.get("output") == "[65534, 0]", result
+    outside = "def f(x):\n    import socket\n    return socket.create_connection(('8.8.8.8', 53), 1) and 1"
+    assert gvisor_pool.run([{"program": outside, "args": "0", "lane": 0, "timeout": 3.0, "max_chars": 400}])[0]["error"] == "runtime"

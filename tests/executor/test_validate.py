@@ -1,0 +1,109 @@
+"""Validation of proposals (AZR-SPEC section 4), through the real sandbox."""
+
+import pytest
+
+from azr.programs import ErrorKind
+from azr_executor.engine import Executor, ValidateItem
+from tests.conftest import FAST_LIMITS
+
+
+def _one(executor, program, *inputs):
+    return executor.validate([ValidateItem("x", program, list(inputs))])[0]
+
+
+@pytest.fixture(scope="module")
+def both(pool):
+    return Executor(pool, FAST_LIMITS)
+
+
+def test_valid_program_gets_its_output_in_both_modes(both):
+    r = _one(both, "def f(xs, k):\n    return sorted(xs)[-k:]", "[5, 1, 4], 2")
+    assert r.valid and r.outputs == ["[4, 5]"] and r.error_kind is ErrorKind.NONE
+
+
+def test_entry_function_is_renamed(executor):
+    assert _one(executor, "def double(x):\n    return x * 2", "21").outputs == ["42"]
+
+
+def test_ten_inputs_for_induction_all_must_run(executor):
+    program = "def f(x):\n    return 10 // x"
+    ok = _one(executor, program, *[str(i) for i in range(1, 11)])
+    assert ok.valid and ok.outputs == [repr(10 // i) for i in range(1, 11)]
+    bad = _one(executor, program, *[str(i) for i in range(10)])  # 10 // 0
+    assert not bad.valid and bad.error_kind is ErrorKind.RUNTIME and "ZeroDivisionError" in bad.error_message
+
+
+@pytest.mark.parametrize("program, input_text", [
+    # Hash order of strings differs between the two runs' hash seeds.
+    ("def f(words):\n    return list(set(words))", "['apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'grape']"),
+    ("def f(x):\n    return ''.join({c: 0 for c in set(x)})", "'abcdefghij'"),
+    # Object identities differ between processes.
+    ("def f(x):\n    return id(x) % 1000", "[1]"),
+    ("def f(x):\n    return hash('salt' + x) % 97", "'a'"),
+])
+def test_nondeterminism_is_caught_by_two_runs_with_different_hash_seeds(executor, program, input_text):
+    r = _one(executor, program, input_text)
+    assert not r.valid and r.error_kind is ErrorKind.NONDETERMINISTIC
+
+
+def test_sets_compare_as_values_not_reprs(executor):
+    r = _one(executor, "def f(words):\n    return set(words)", "['apple', 'banana', 'cherry', 'date', 'elder']")
+    assert r.valid
+
+
+@pytest.mark.parametrize("program, kind", [
+    ("def f(x):\n    raise ValueError('no')", ErrorKind.RUNTIME),
+    # The reference let exceptions whose name lacks "Error" pass.
+    ("def f(x):\n    raise StopIteration", ErrorKind.RUNTIME),
+    ("def f(x):\n    raise KeyboardInterrupt", ErrorKind.RUNTIME),
+    ("def f(x):\n    raise SystemExit(0)", ErrorKind.RUNTIME),
+    ("def f(x):\n    return f(x + 1)", ErrorKind.RUNTIME),
+    ("def f(x):\n    return range(x)", ErrorKind.BAD_OUTPUT_TYPE),
+    ("def f(x):\n    return lambda: x", ErrorKind.BAD_OUTPUT_TYPE),
+    ("def f(x):\n    return (i for i in range(x))", ErrorKind.BAD_OUTPUT_TYPE),
+    ("def f(x):\n    return [1, float('nan')]", ErrorKind.BAD_OUTPUT_TYPE),
+    ("def f(x):\n    return float('inf')", ErrorKind.BAD_OUTPUT_TYPE),
+    ("def f(x):\n    return 'a' * 401", ErrorKind.OUTPUT_TOO_LONG),
+    ("def f(x):\n    return 10 ** 5000", ErrorKind.OUTPUT_TOO_LONG),
+    ("def f(x):\n    while True:\n        x += 1", ErrorKind.TIMEOUT),
+    ("def f(x):\n    return 'x' * (2 ** 34)", ErrorKind.MEMORY),
+])
+def test_failures_and_their_kinds(executor, program, kind):
+    r = _one(executor, program, "3")
+    assert not r.valid and r.error_kind is kind, r
+
+
+def test_output_cap_rejects_rather_than_truncates(executor):
+    at_cap = _one(executor, "def f(x):\n    return 'a' * x", "398")  # repr adds two quotes: 400
+    assert at_cap.valid and len(at_cap.outputs[0]) == 400
+    over = _one(executor, "def f(x):\n    return 'a' * x", "399")
+    assert not over.valid and over.outputs == []
+
+
+def test_static_rejections_never_reach_the_sandbox(executor):
+    assert _one(executor, "import random\ndef f(x):\n    return random.random()", "1").error_kind is ErrorKind.FORBIDDEN
+    assert _one(executor, "def f(x):\n    return x\ndef g(y):\n    return y", "1").error_kind is ErrorKind.NOT_SINGLE_FUNCTION
+    assert _one(executor, "def f(x) return x", "1").error_kind is ErrorKind.SYNTAX
+
+
+@pytest.mark.parametrize("input_text", ["1) or True or (1", "x", "print('hi')", "1, y=2", "", "[1, 2"])
+def test_inputs_must_be_literal_arguments(executor, input_text):
+    r = _one(executor, "def f(x):\n    return x", input_text)
+    if input_text == "":  # no arguments at all: f() is called and fails
+        assert r.error_kind is ErrorKind.RUNTIME
+    else:
+        assert r.error_kind is ErrorKind.BAD_INPUT
+
+
+def test_results_keep_their_item_order_and_ids(executor):
+    items = [ValidateItem(str(n), f"def f(x):\n    return x + {n}", ["1"]) for n in range(40)]
+    items.insert(7, ValidateItem("bad", "def f(x):\n    return x +", ["1"]))
+    results = executor.validate(items)
+    assert [r.id for r in results] == [i.id for i in items]
+    assert [r.outputs for r in results if r.id != "bad"] == [[str(1 + n)] for n in range(40)]
+
+
+def test_module_level_state_does_not_leak_between_jobs(executor):
+    counter = "seen = []\ndef f(x):\n    seen.append(x)\n    return len(seen)"
+    for _ in range(5):
+        assert _one(executor, counter, "1").outputs == ["1"]
