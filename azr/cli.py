@@ -37,6 +37,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 2
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from azr_bench import executor
+
+    return executor.run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="azr", description="Absolute Zero self-play: propose, solve, verify, learn.")
     parser.add_argument("--version", action="version", version=f"azr {__version__}")
@@ -51,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exec", help="validate programs or check answers in the sandbox (JSON lines)")
     add_exec_arguments(p)
     p.set_defaults(func=_cmd_exec)
+
+    p = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
+    benches = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    from azr_bench.executor import add_arguments as add_executor_bench_arguments
+
+    add_executor_bench_arguments(benches.add_parser("executor", help="validations per second, sandboxed vs the reference pool"))
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("serve", help="run one service as a gRPC server")
     roles = p.add_subparsers(dest="role", required=True, metavar="ROLE")

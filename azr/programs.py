@@ -12,7 +12,8 @@ import ast
 import enum
 import io
 import tokenize
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import CodeType
 
 MAX_PROGRAM_CHARS = 20_000
 
@@ -71,6 +72,15 @@ class ProgramCheck:
     program: str = ""                # the program with its entry function renamed `f`
     error_kind: ErrorKind = ErrorKind.NONE
     message: str = ""
+    tree: ast.Module | None = field(default=None, repr=False, compare=False)
+
+    def compile(self) -> CodeType:
+        """Bytecode of the checked program (from the tree already parsed, when not renamed)."""
+        if not self.ok:
+            raise ValueError("cannot compile a rejected program")
+        if self.tree is not None:
+            return compile(self.tree, "<program>", "exec")
+        return compile(self.program, "<program>", "exec")
 
     @classmethod
     def reject(cls, kind: ErrorKind, message: str) -> "ProgramCheck":
@@ -104,8 +114,9 @@ def check_program(source: str, rule: EntryFunctionRule = EntryFunctionRule.TOP_L
         if problem:
             return ProgramCheck.reject(ErrorKind.FORBIDDEN, problem)
 
-    program = source if entry.name == "f" else _rename(source, entry.name, "f")
-    return ProgramCheck(ok=True, program=program)
+    if entry.name == "f":
+        return ProgramCheck(ok=True, program=source, tree=tree)
+    return ProgramCheck(ok=True, program=_rename(source, entry.name, "f"))
 
 
 def _forbidden(node: ast.AST) -> str:

@@ -14,9 +14,10 @@ from typing import Any
 from azr.literals import LiteralError, parse_arguments, parse_literal, strict_equal
 from azr.programs import EntryFunctionRule, ErrorKind, check_program
 from azr.tasks import TaskType
-from azr_executor.pool import SandboxPool
+from azr_executor.pool import SandboxPool, make_job
 
 LANES = (0, 1)
+STREAM_JOBS = 32  # jobs are handed to the sandbox in chunks this size while later items are still being checked
 
 
 @dataclass
@@ -73,9 +74,15 @@ class Executor:
         self.pool = pool
         self.limits = limits
 
-    def _job(self, program: str, args: str, lane: int) -> dict[str, Any]:
-        return {"program": program, "args": args, "lane": lane,
-                "timeout": self.limits.timeout_seconds, "max_chars": self.limits.output_max_chars}
+    def _job(self, code: Any, args: tuple, lane: int) -> dict[str, Any]:
+        return make_job(code, args, lane, self.limits.timeout_seconds, self.limits.output_max_chars)
+
+    def _stream(self, pending: list[dict[str, Any]], futures: list, force: bool = False) -> None:
+        """Hand queued jobs to the sandbox, so that it runs them while this thread checks the
+        next items (on a 2-core machine the two would otherwise take turns)."""
+        if pending and (force or len(pending) >= STREAM_JOBS):
+            futures += self.pool.submit(pending)
+            pending.clear()
 
     # -- validation of proposals -----------------------------------------------------------------
 
@@ -83,6 +90,7 @@ class Executor:
         """Every input runs twice, in workers of different lanes (different hash seeds)."""
         results: list[ValidateResult | None] = [None] * len(items)
         jobs: list[dict[str, Any]] = []
+        futures: list = []
         owners: list[tuple[int, int]] = []  # (item index, input index) per pair of jobs
         for n, item in enumerate(items):
             checked = check_program(item.program, self.limits.entry_rule)
@@ -93,15 +101,20 @@ class Executor:
                 results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.BAD_INPUT, error_message="no input")
                 continue
             try:
-                for text in item.inputs:
-                    parse_arguments(text)
+                arguments = [parse_arguments(text) for text in item.inputs]
+                code = checked.compile()
             except LiteralError as exc:
                 results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.BAD_INPUT, error_message=str(exc))
                 continue
-            for k, text in enumerate(item.inputs):
-                jobs += [self._job(checked.program, text, lane) for lane in LANES]
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # e.g. too many nested blocks
+                results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.SYNTAX, error_message=str(exc))
+                continue
+            for k, args in enumerate(arguments):
+                jobs += [self._job(code, args, lane) for lane in LANES]
                 owners.append((n, k))
-        outcomes = self.pool.run(jobs)
+            self._stream(jobs, futures)
+        self._stream(jobs, futures, force=True)
+        outcomes = [f.result() for f in futures]
         per_item: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {}
         for (n, k), first, second in zip(owners, outcomes[0::2], outcomes[1::2]):
             per_item.setdefault(n, []).append((k, first, second))
@@ -134,6 +147,7 @@ class Executor:
     def check(self, items: list[CheckItem]) -> list[CheckResult]:
         results: list[CheckResult | None] = [None] * len(items)
         jobs: list[dict[str, Any]] = []
+        futures: list = []
         expected: list[tuple[int, Any]] = []   # (item index, gold value) per job
         for n, item in enumerate(items):
             try:
@@ -141,10 +155,12 @@ class Executor:
             except _Verdict as verdict:
                 results[n] = CheckResult(item.id, verdict.correct, verdict.kind, verdict.message)
                 continue
-            for program, args, gold in planned:
-                jobs.append(self._job(program, args, len(jobs) % 2))
+            for code, args, gold in planned:
+                jobs.append(self._job(code, args, len(expected) % 2))
                 expected.append((n, gold))
-        outcomes = self.pool.run(jobs)
+            self._stream(jobs, futures)
+        self._stream(jobs, futures, force=True)
+        outcomes = [f.result() for f in futures]
         failures: dict[int, CheckResult] = {}
         for (n, gold), run in zip(expected, outcomes):
             if n in failures:
@@ -165,8 +181,8 @@ class Executor:
                 results[n] = failures.get(n) or CheckResult(items[n].id, True)
         return [r for r in results if r is not None]
 
-    def _plan_check(self, item: CheckItem) -> list[tuple[str, str, Any]]:
-        """The sandbox runs an item needs as (program, args, gold value); raises _Verdict when
+    def _plan_check(self, item: CheckItem) -> list[tuple[Any, tuple, Any]]:
+        """The sandbox runs an item needs as (code, args, gold value); raises _Verdict when
         the verdict is known without running anything."""
         if item.task_type is TaskType.DEDUCTION:
             gold = _gold(item.gold_output)
@@ -180,30 +196,36 @@ class Executor:
         if item.task_type is TaskType.ABDUCTION:
             gold = _gold(item.gold_output)
             try:
-                parse_arguments(item.answer)
+                args = parse_arguments(item.answer)
             except LiteralError as exc:
                 raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
-            program = check_program(item.program, self.limits.entry_rule)
-            if not program.ok:
-                raise _Verdict(False, program.error_kind, f"the task's program: {program.message}")
-            return [(program.program, item.answer, gold)]
-        program = check_program(item.answer, self.limits.entry_rule)
-        if not program.ok:
-            raise _Verdict(False, program.error_kind, program.message)
+            return [(_compiled(item.program, self.limits, "the task's program: "), args, gold)]
+        code = _compiled(item.answer, self.limits)
         if not item.hidden_inputs or len(item.hidden_inputs) != len(item.hidden_outputs):
             raise _Verdict(False, ErrorKind.BAD_INPUT, "induction needs as many hidden outputs as hidden inputs")
-        for text in item.hidden_inputs:
+        planned = []
+        for text, gold in zip(item.hidden_inputs, item.hidden_outputs):
             try:
-                parse_arguments(text)
+                planned.append((code, parse_arguments(text), _gold(gold)))
             except LiteralError as exc:
                 raise _Verdict(False, ErrorKind.BAD_INPUT, f"hidden input: {exc}") from None
-        return [(program.program, i, _gold(o)) for i, o in zip(item.hidden_inputs, item.hidden_outputs)]
+        return planned
 
 
 class _Verdict(Exception):
     def __init__(self, correct: bool, kind: ErrorKind, message: str):
         super().__init__(message)
         self.correct, self.kind, self.message = correct, kind, message
+
+
+def _compiled(program: str, limits: Limits, context: str = "") -> Any:
+    checked = check_program(program, limits.entry_rule)
+    if not checked.ok:
+        raise _Verdict(False, checked.error_kind, context + checked.message)
+    try:
+        return checked.compile()
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise _Verdict(False, ErrorKind.SYNTAX, f"{context}{exc}") from None
 
 
 def _gold(text: str) -> Any:

@@ -16,6 +16,7 @@ import ctypes
 import itertools
 import json
 import logging
+import marshal
 import os
 import shutil
 import struct
@@ -24,6 +25,7 @@ import tempfile
 import threading
 from concurrent.futures import Future
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 from azr.spec import SandboxMode
@@ -172,7 +174,7 @@ class SandboxPool:
 
     def _send(self, jobs: list[dict[str, Any]]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
-        data = json.dumps(jobs).encode()
+        data = marshal.dumps(jobs)
         try:
             self._proc.stdin.write(_HEADER.pack(len(data)) + data)
             self._proc.stdin.flush()
@@ -182,7 +184,7 @@ class SandboxPool:
     # -- public API ---------------------------------------------------------------------------
 
     def submit(self, jobs: list[dict[str, Any]]) -> list[Future]:
-        """Queue jobs {program, args, lane, timeout, max_chars}; one future per job."""
+        """Queue jobs (see `make_job`); one future per job, resolving to {output} or {error, message}."""
         futures = []
         batch = []
         with self._lock:
@@ -218,6 +220,14 @@ class SandboxPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def make_job(code: CodeType, args: tuple, lane: int, timeout: float, max_chars: int) -> dict[str, Any]:
+    """One run of f(*args) after executing `code`, in a worker of `lane` (0 or 1).
+
+    Only trusted values go in: code compiled here from a checked program, and argument
+    values parsed here from literals. They cross into the sandbox with marshal."""
+    return {"code": code, "args": tuple(args), "lane": lane, "timeout": float(timeout), "max_chars": int(max_chars)}
 
 
 def _read_frame(stream: Any) -> Any:

@@ -1,8 +1,9 @@
 """The supervisor inside the sandbox: keeps a pool of long-lived workers and feeds them jobs.
 
 Runs as the sandbox's first process (`runsc do ... python -I -S sandbox_host.py`, or a
-plain rlimited process in `process` mode). It reads job batches from stdin and writes one
-result per job to stdout (4-byte big-endian length + JSON), in completion order.
+plain rlimited process in `process` mode). It reads job batches from stdin (marshal
+frames from the trusted side) and writes results to stdout (JSON frames), in completion
+order; every frame starts with its 4-byte big-endian length.
 
 Workers are split into two lanes with different hash seeds; the trusted side sends the two
 runs of a determinism check to different lanes. A worker that overruns a job's wall-clock
@@ -13,6 +14,7 @@ started once and reused.
 
 import collections
 import json
+import marshal
 import os
 import random
 import selectors
@@ -26,7 +28,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "sandbox_worker.py")
 _HEADER = struct.Struct(">I")
-CHUNK = 8            # jobs handed to a worker at once
+CHUNK = 16           # jobs handed to a worker at once
 GRACE_SECONDS = 1.0  # on top of a job's own limit before the host kills the worker
 NOBODY = 65534
 
@@ -63,7 +65,7 @@ class Worker:
         self.pending.extend(jobs)
         if len(self.pending) == len(jobs):
             self.started = now
-        data = json.dumps(jobs).encode()
+        data = marshal.dumps(jobs)
         _write_all(self.job_w, _HEADER.pack(len(data)) + data)
 
     def deadline(self):
@@ -186,7 +188,7 @@ class Host:
             (size,) = _HEADER.unpack_from(self.stdin_buffer)
             if len(self.stdin_buffer) < 4 + size:
                 break
-            for job in json.loads(self.stdin_buffer[4:4 + size]):
+            for job in marshal.loads(self.stdin_buffer[4:4 + size]):
                 self.queues[int(job.get("lane", 0)) % 2].append(job)
             self.stdin_buffer = self.stdin_buffer[4 + size:]
         return True

@@ -17,7 +17,8 @@ import pytest
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
 from azr_executor.engine import CheckItem, Executor, ValidateItem
-from azr_executor.pool import SandboxPool
+from azr.literals import parse_arguments
+from azr_executor.pool import SandboxPool, make_job
 from tests.conftest import FAST_LIMITS
 
 MARKER = Path("/tmp/azr-security-marker")
@@ -70,6 +71,11 @@ def _program(body):
     return f"def f(x):\n    {body}"
 
 
+def _raw(source, args="0", lane=0, timeout=2.0):
+    """A job that skips every static check: the sandbox alone must contain it."""
+    return make_job(compile(source, "<program>", "exec"), parse_arguments(args), lane, timeout, 400)
+
+
 @pytest.fixture(scope="module")
 def listener():
     """A real TCP server on the host's loopback that no job may reach."""
@@ -116,12 +122,12 @@ def test_sandbox_alone_contains_the_program(request, mode, name, listener):
     pool = request.getfixturevalue(f"{mode}_pool")
     port, accepted = listener
     before = len(accepted)
-    result = pool.run([{"program": _program(CORPUS[name][0]), "args": str(port), "lane": 0, "timeout": 2.0, "max_chars": 400}])[0]
+    result = pool.run([_raw(_program(CORPUS[name][0]), str(port))])[0]
     assert "output" not in result and result.get("error") == RAW_KIND[name], result
     assert not MARKER.exists()
     assert len(accepted) == before, "a job reached a socket on the host"
     _assert_still_correct(Executor(pool, FAST_LIMITS))
-    sanity = pool.run([{"program": SANITY, "args": "0", "lane": lane, "timeout": 2.0, "max_chars": 400} for lane in (0, 1)])
+    sanity = pool.run([_raw(SANITY, lane=lane) for lane in (0, 1)])
     assert [s.get("output") for s in sanity] == ["[3, [1, 2, 3], 2]"] * 2
 
 
@@ -135,7 +141,7 @@ def test_no_secret_of_the_server_reaches_a_job(mode, monkeypatch):
             program = ("def f(x):\n    import os\n    found = [k for k, v in os.environ.items() if 'azr-test' in v]\n"
                        "    try:\n        found.append(open('/tmp/azr-secret-file').read())\n    except OSError:\n        pass\n"
                        "    return found")
-            result = pool.run([{"program": program, "args": "0", "lane": 0, "timeout": 2.0, "max_chars": 400}])[0]
+            result = pool.run([_raw(program)])[0]
             assert result.get("output") == "[]", result
     finally:
         secret_file.unlink()
@@ -143,7 +149,7 @@ def test_no_secret_of_the_server_reaches_a_job(mode, monkeypatch):
 
 def test_jobs_run_as_an_unprivileged_user_with_no_network(gvisor_pool):
     program = "def f(x):\n    import os, socket\n    return [os.getuid(), socket.gethostbyname_ex('localhost')[0] if False else 0]"
-    result = gvisor_pool.run([{"program": program, "args": "0", "lane": 1, "timeout": 2.0, "max_chars": 400}])[0]
+    result = gvisor_pool.run([_raw(program, lane=1)])[0]
     assert result.get("output") == "[65534, 0]", result
     outside = "def f(x):\n    import socket\n    return socket.create_connection(('8.8.8.8', 53), 1) and 1"
-    assert gvisor_pool.run([{"program": outside, "args": "0", "lane": 0, "timeout": 3.0, "max_chars": 400}])[0]["error"] == "runtime"
+    assert gvisor_pool.run([_raw(outside, timeout=3.0)])[0]["error"] == "runtime"
