@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -76,25 +77,37 @@ def load_programs(path: Path, repeat: int) -> list[tuple[str, str]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--programs", type=Path, default=DEFAULT_PROGRAMS, help="JSON lines {program, input}")
-    parser.add_argument("--repeat", type=int, default=4, help="passes over the file")
+    parser.add_argument("--repeat", type=int, default=10, help="passes over the file")
     parser.add_argument("--workers", type=int, default=4, help="sandbox workers (the reference pool gets one per CPU)")
     parser.add_argument("--sandbox", choices=["gvisor", "process", "both"], default="both")
     parser.add_argument("--batch", type=int, default=256, help="validations per Validate call")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--no-baseline", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Rounds interleave the baseline and our modes, so that a noisy neighbour hurts all of them
+    alike; the figures are medians over the rounds."""
     items = load_programs(args.programs, args.repeat)
-    print(f"programs: {args.programs} ({len(items)} validations), workers: {args.workers}, cpus: {os.cpu_count()}")
-    baseline = None
-    if not args.no_baseline:
-        baseline = reference_throughput(items, os.cpu_count() or 2, 10.0)
-        print(f"reference_pool_validations_per_s={baseline:.0f}  (pebble pool, no sandbox, no isolation)")
     modes = ["process", "gvisor"] if args.sandbox == "both" else [args.sandbox]
-    rate = 0.0
-    for mode in modes:  # gVisor last: its figure is the one the last line reports
-        rate, valid = ours_throughput(items, mode, max(2, args.workers), 10.0, args.batch)
-        ratio = f"  {rate / baseline:.2f}x reference" if baseline else ""
-        print(f"{mode}_validations_per_s={rate:.0f}  ({valid}/{len(items)} valid){ratio}")
-    print(f"validations_per_s={rate:.0f}")
+    print(f"programs: {args.programs} ({len(items)} validations), sandbox workers: {args.workers}, "
+          f"cpus: {os.cpu_count()}, rounds: {args.rounds}")
+    rates: dict[str, list[float]] = {name: [] for name in (["reference"] if not args.no_baseline else []) + modes}
+    for round_ in range(args.rounds):
+        if not args.no_baseline:
+            rates["reference"].append(reference_throughput(items, os.cpu_count() or 2, 10.0))
+        for mode in modes:
+            rate, valid = ours_throughput(items, mode, max(2, args.workers), 10.0, args.batch)
+            if valid != len(items):
+                print(f"warning: {mode}: only {valid}/{len(items)} programs valid")
+            rates[mode].append(rate)
+        print(f"round {round_ + 1}: " + "  ".join(f"{k}={v[-1]:.0f}/s" for k, v in rates.items()))
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    baseline = median.get("reference")
+    if baseline:
+        print(f"reference_pool_validations_per_s={baseline:.0f}  (pebble pool, no sandbox, no isolation)")
+    for mode in modes:
+        ratio = f"  {median[mode] / baseline:.2f}x reference" if baseline else ""
+        print(f"{mode}_validations_per_s={median[mode]:.0f}{ratio}")
+    print(f"validations_per_s={median[modes[-1]]:.0f}")  # gVisor last when both run
     return 0

@@ -8,6 +8,8 @@ again here and never believed blindly.
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +71,22 @@ def _error_kind(result: dict[str, Any]) -> ErrorKind:
         return ErrorKind.SANDBOX
 
 
+class DeadlineExceeded(TimeoutError):
+    """The caller's deadline passed before every job had a result."""
+
+
+def _results(futures: list, deadline: float | None) -> list[dict[str, Any]]:
+    """Wait for the sandbox's results, no later than `deadline` (time.monotonic())."""
+    out = []
+    for future in futures:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            out.append(future.result(timeout=timeout))
+        except FutureTimeout:
+            raise DeadlineExceeded(f"{len(futures) - len(out)} of {len(futures)} runs unfinished at the deadline") from None
+    return out
+
+
 class Executor:
     def __init__(self, pool: SandboxPool, limits: Limits = Limits()):
         self.pool = pool
@@ -86,8 +104,9 @@ class Executor:
 
     # -- validation of proposals -----------------------------------------------------------------
 
-    def validate(self, items: list[ValidateItem]) -> list[ValidateResult]:
-        """Every input runs twice, in workers of different lanes (different hash seeds)."""
+    def validate(self, items: list[ValidateItem], deadline: float | None = None) -> list[ValidateResult]:
+        """Every input runs twice, in workers of different lanes (different hash seeds).
+        Raises DeadlineExceeded if `deadline` (time.monotonic()) passes first."""
         results: list[ValidateResult | None] = [None] * len(items)
         jobs: list[dict[str, Any]] = []
         futures: list = []
@@ -114,7 +133,7 @@ class Executor:
                 owners.append((n, k))
             self._stream(jobs, futures)
         self._stream(jobs, futures, force=True)
-        outcomes = [f.result() for f in futures]
+        outcomes = _results(futures, deadline)
         per_item: dict[int, list[tuple[int, dict[str, Any], dict[str, Any]]]] = {}
         for (n, k), first, second in zip(owners, outcomes[0::2], outcomes[1::2]):
             per_item.setdefault(n, []).append((k, first, second))
@@ -129,13 +148,15 @@ class Executor:
                 if "error" in run or "output" not in run:
                     return ValidateResult(item_id, False, error_kind=_error_kind(run),
                                           error_message=f"input {k}: {run.get('message', '')}")
-            try:
-                a, b = parse_literal(first["output"]), parse_literal(second["output"])
-            except LiteralError as exc:
-                return ValidateResult(item_id, False, error_kind=ErrorKind.BAD_OUTPUT_TYPE, error_message=str(exc))
             if len(first["output"]) > self.limits.output_max_chars:
                 return ValidateResult(item_id, False, error_kind=ErrorKind.OUTPUT_TOO_LONG,
                                       error_message=f"input {k}: output repr longer than {self.limits.output_max_chars}")
+            try:
+                a = parse_literal(first["output"])
+                # The same text is the same value; different text (set or dict order) is compared as values.
+                b = a if second["output"] == first["output"] else parse_literal(second["output"])
+            except LiteralError as exc:
+                return ValidateResult(item_id, False, error_kind=ErrorKind.BAD_OUTPUT_TYPE, error_message=str(exc))
             if not strict_equal(a, b):
                 return ValidateResult(item_id, False, error_kind=ErrorKind.NONDETERMINISTIC,
                                       error_message=f"input {k}: two runs returned {first['output'][:80]} and {second['output'][:80]}")
@@ -144,7 +165,7 @@ class Executor:
 
     # -- checking of answers ---------------------------------------------------------------------
 
-    def check(self, items: list[CheckItem]) -> list[CheckResult]:
+    def check(self, items: list[CheckItem], deadline: float | None = None) -> list[CheckResult]:
         results: list[CheckResult | None] = [None] * len(items)
         jobs: list[dict[str, Any]] = []
         futures: list = []
@@ -160,7 +181,7 @@ class Executor:
                 expected.append((n, gold))
             self._stream(jobs, futures)
         self._stream(jobs, futures, force=True)
-        outcomes = [f.result() for f in futures]
+        outcomes = _results(futures, deadline)
         failures: dict[int, CheckResult] = {}
         for (n, gold), run in zip(expected, outcomes):
             if n in failures:

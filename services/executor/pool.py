@@ -141,12 +141,12 @@ class SandboxPool:
             self._on_sandbox_exit(proc, exc)
 
     def _resolve(self, result: Any) -> None:
-        if not isinstance(result, dict) or not isinstance(result.get("id"), int):
+        if not isinstance(result, dict) or type(result.get("id")) is not int:
             return
         with self._lock:
             entry = self._pending.pop(result["id"], None)
         if entry is not None:
-            entry[1].set_result(result)
+            entry[1].set_result(clean_result(result))
 
     def _on_sandbox_exit(self, proc: subprocess.Popen, reason: Exception) -> None:
         with self._lock:
@@ -203,9 +203,13 @@ class SandboxPool:
         return [f.result() for f in self.submit(jobs)]
 
     def close(self) -> None:
+        """Stop the sandbox; every job still waiting gets a sandbox error, so no caller hangs."""
         with self._lock:
             self._closed = True
             proc, self._proc = self._proc, None
+            waiting, self._pending = self._pending, {}
+        for job_id, (_, future, _) in waiting.items():
+            future.set_result({"id": job_id, "error": "sandbox", "message": "the sandbox pool was closed"})
         if proc is not None:
             try:
                 if proc.stdin:
@@ -220,6 +224,28 @@ class SandboxPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+RESULT_ERRORS = frozenset({"runtime", "timeout", "memory", "bad_output_type", "output_too_long", "crashed", "sandbox"})
+MAX_MESSAGE_CHARS = 1000
+
+
+def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """What the sandbox said, reduced to {id, output: str} or {id, error: known kind, message: str}.
+
+    Frames come from untrusted territory: anything else becomes a sandbox error."""
+    result: dict[str, Any] = {"id": raw["id"]}
+    error, output, message = raw.get("error"), raw.get("output"), raw.get("message", "")
+    if error is None and isinstance(output, str):
+        result["output"] = output
+    elif error in RESULT_ERRORS:
+        result["error"] = error
+        result["message"] = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else ""
+    else:
+        result.update(error="sandbox", message="malformed result from the sandbox")
+    if isinstance(raw.get("taint"), str):
+        result["taint"] = raw["taint"][:200]
+    return result
 
 
 def make_job(code: CodeType, args: tuple, lane: int, timeout: float, max_chars: int) -> dict[str, Any]:

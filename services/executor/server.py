@@ -23,7 +23,7 @@ from prometheus_client import Counter, Histogram, start_http_server
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
 from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
-from azr_executor.engine import CheckItem, Executor, Limits, ValidateItem
+from azr_executor.engine import CheckItem, DeadlineExceeded, Executor, ValidateItem
 from azr_executor.pool import SandboxPool
 
 log = logging.getLogger(__name__)
@@ -117,6 +117,11 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
             context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                           f"{self.max_inflight_batches} batches already running; retry with backoff")
 
+    @staticmethod
+    def _deadline(context: grpc.ServicerContext) -> float | None:
+        remaining = context.time_remaining()
+        return None if remaining is None else time.monotonic() + remaining
+
     def Validate(self, request, context):
         try:
             items = parse_validate_request(request)
@@ -126,7 +131,9 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         self._admit("Validate", context)
         try:
             with LATENCY.labels("Validate").time():
-                results = self.executor.validate(items)
+                results = self.executor.validate(items, self._deadline(context))
+        except DeadlineExceeded as exc:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         finally:
             self._slots.release()
         response = executor_pb2.ValidateResponse()
@@ -145,7 +152,9 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         self._admit("Check", context)
         try:
             with LATENCY.labels("Check").time():
-                results = self.executor.check(items)
+                results = self.executor.check(items, self._deadline(context))
+        except DeadlineExceeded as exc:
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         finally:
             self._slots.release()
         response = executor_pb2.CheckResponse()
@@ -193,5 +202,4 @@ def serve_from_args(args: argparse.Namespace) -> int:
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=10).wait()
     pool.close()
-    time.sleep(0)
     return 0

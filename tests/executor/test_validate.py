@@ -107,3 +107,13 @@ def test_module_level_state_does_not_leak_between_jobs(executor):
     counter = "seen = []\ndef f(x):\n    seen.append(x)\n    return len(seen)"
     for _ in range(5):
         assert _one(executor, counter, "1").outputs == ["1"]
+
+
+def test_results_from_the_sandbox_are_normalised():
+    from azr_executor.pool import clean_result
+
+    assert clean_result({"id": 1, "output": "[1]"}) == {"id": 1, "output": "[1]"}
+    assert clean_result({"id": 1, "output": 5}) == {"id": 1, "error": "sandbox", "message": "malformed result from the sandbox"}
+    assert clean_result({"id": 1, "error": "rm -rf", "message": "x"})["error"] == "sandbox"
+    assert clean_result({"id": 1, "error": "timeout", "message": ["x"]}) == {"id": 1, "error": "timeout", "message": ""}
+    assert len(clean_result({"id": 1, "error": "runtime", "message": "x" * 10**6})["message"]) == 1000

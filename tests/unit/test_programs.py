@@ -74,3 +74,32 @@ def test_ordinary_programs_pass():
         "def f(x):\n    return type(x) is list",
     ):
         assert check_program(source).ok, source
+
+
+@pytest.mark.parametrize("source, ok", [
+    ("def f(input):\n    return input + 1", True),            # a local is not the builtin
+    ("def f(time):\n    return time * 2", True),
+    ("def f(x):\n    return input()", False),
+    ("def f(x):\n    import operator\n    return operator.attrgetter('__class__')(x)", False),
+    ("def f(x):\n    import string\n    return string.Formatter().get_field('0.__class__', [x], {})", False),
+    ("def f(x):\n    import typing\n    return typing.get_type_hints(f)", False),
+    ("def f(x):\n    match x:\n        case object(__class__=c):\n            return 1\n    return 0", False),
+    ("def f(x):\n    match x:\n        case [a, b]:\n            return a\n    return 0", True),
+    ("from __future__ import annotations\ndef f(x: int) -> int:\n    return x", True),
+    ("X: int = 3\ndef f(x):\n    '''doc'''\n    return x + X", True),
+    ("def f(x):\n    return [i for i in range(x)]", True),
+    ("g = lambda x: x\ndef f(x):\n    return g(x)", True),
+    ("def f(x):\n    return x.open", False),
+    ("def f(x):\n    global __builtins__\n    __builtins__ = {}\n    return 1", False),
+])
+def test_bytecode_analysis_edge_cases(source, ok):
+    assert check_program(source).ok is ok
+
+
+def test_checked_program_compiles_once_and_runs():
+    checked = check_program("def g(n):\n    return n * 2")
+    scope: dict = {}
+    exec(checked.compile(), scope)  # noqa: S102 - the project's own test program
+    assert scope["f"](21) == 42
+    unchanged = check_program("def f(n):\n    return n")
+    assert unchanged.compile() is unchanged.compile()
