@@ -43,6 +43,8 @@ FORBIDDEN_NAMES = frozenset({
     "attrgetter", "methodcaller", "Formatter", "get_field", "get_type_hints", "ForwardRef", "_evaluate",
     "_create_fn", "_make_nmtuple",
 })
+# namedtuple's public API starts with an underscore.
+PUBLIC_UNDERSCORE_ATTRIBUTES = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
 # Names a program may use although they start with "__": what a module's own code refers to.
 ALLOWED_DUNDER_NAMES = frozenset({"__name__", "__doc__", "__annotations__", "__future__"})
 
@@ -54,6 +56,8 @@ _OP = dis.opmap
 _IMPORT_NAME, _IMPORT_FROM, _IMPORT_STAR = _OP["IMPORT_NAME"], _OP["IMPORT_FROM"], _OP["IMPORT_STAR"]
 _LOAD_BUILD_CLASS, _MATCH_CLASS, _EXTENDED_ARG = _OP["LOAD_BUILD_CLASS"], _OP.get("MATCH_CLASS"), _OP["EXTENDED_ARG"]
 _ATTRIBUTE_OPS = {_OP[n] for n in ("LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR") if n in _OP}
+_ATTRIBUTE_STORES = {_OP["STORE_ATTR"], _OP["DELETE_ATTR"]}
+_STORE_ATTR_OPCODES = frozenset(_ATTRIBUTE_STORES)
 # opcode -> how far its argument is shifted before it indexes co_names
 _NAME_OPS = {_OP[n]: 0 for n in ("IMPORT_NAME", "IMPORT_FROM", "LOAD_NAME", "STORE_NAME", "DELETE_NAME",
                                   "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR",
@@ -163,7 +167,8 @@ def _forbidden_code(code: CodeType) -> ProgramCheck | None:
     if _IMPORT_STAR in opcodes:
         return ProgramCheck.reject(ErrorKind.FORBIDDEN, "forbidden import: from ... import *")
     names = code.co_names
-    if not _SUSPICIOUS.intersection(names) and not any(n.startswith("__") or "." in n for n in names):
+    if not _SUSPICIOUS.intersection(names) and not any(n.startswith("_") or "." in n for n in names) \
+            and not _STORE_ATTR_OPCODES.intersection(opcodes):
         return None  # the fast path: no name here could be a problem (dotted ones are imports)
     module = ""
     for op, name in _named_instructions(code):
@@ -174,12 +179,21 @@ def _forbidden_code(code: CodeType) -> ProgramCheck | None:
         elif op == _IMPORT_FROM:
             if _forbidden_module(f"{module}.{name}") or name in FORBIDDEN_NAMES or _dunder(name):
                 return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden import: from {module} import {name}")
+        elif op in _ATTRIBUTE_STORES:
+            # With no classes of its own, a program could only change a module's, a library
+            # class's or a shared object's attributes: state the next job would inherit.
+            return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"assigning or deleting attributes is not allowed ({name})")
         elif op in _ATTRIBUTE_OPS:
-            if _dunder(name) or name in FORBIDDEN_NAMES:
+            if _dunder(name) or name in FORBIDDEN_NAMES or _private(name):
                 return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden attribute: {name}")
         elif name in FORBIDDEN_NAMES or _dunder(name):
             return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden name: {name}")
     return None
+
+
+def _private(name: str) -> bool:
+    """Private library internals (`copy._deepcopy_dispatch`, `re._cache`) hold shared mutable state."""
+    return name.startswith("_") and not name.startswith("__") and name not in PUBLIC_UNDERSCORE_ATTRIBUTES
 
 
 def _dunder(name: str) -> bool:

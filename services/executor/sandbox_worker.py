@@ -67,20 +67,32 @@ class _Sink:
         pass
 
 
+def _contents(value):
+    """ids of what a namespace or a module-level container holds."""
+    kind = _type(value)
+    if kind is dict:
+        return _identities(value)
+    if kind is list:
+        return _list(_map(_id, value))
+    return _len(value), frozenset(_map(_id, value))  # set
+
+
 def _snapshot_module(module):
-    """ids of a module's namespace and of the namespaces of the classes defined in it."""
+    """ids of a module's namespace; for the thorough check also of the namespaces of its
+    classes and of its module-level dicts, lists and sets (caches, dispatch tables)."""
     names = vars(module)
-    classes = [(v, _identities(vars(v))) for v in names.values()
-               if _type(v) is _type and getattr(v, "__module__", None) == module.__name__]
-    return _identities(names), classes
+    parts = [(v, _identities(vars(v))) for v in names.values()
+             if _type(v) is _type and getattr(v, "__module__", None) == module.__name__]
+    parts += [(v, _contents(v)) for v in names.values() if _type(v) in (dict, list, set)]
+    return _identities(names), parts
 
 
-def _module_changed(module, snapshot):
-    names, classes = snapshot
+def _module_changed(module, snapshot, thorough=True):
+    names, parts = snapshot
     if _identities(vars(module)) != names:
         return True
-    for cls, members in classes:
-        if _identities(vars(cls)) != members:
+    for value, ids in (parts if thorough else ()):
+        if (_identities(vars(value)) if _type(value) is _type else _contents(value)) != ids:
             return True
     return False
 
@@ -126,8 +138,31 @@ def _scratch_stamp():
         return 0
 
 
-def _tainted(imported):
-    """A reason why this worker's state differs from a fresh one, or ''."""
+# Bytecode that can change a namespace: attribute stores, and names that reach namespaces
+# reflectively. Programs that passed the static checks contain none of these, so the
+# (costly) check of every imported module's classes runs only for jobs that skipped them.
+_STORE_OPS = frozenset({__import__("dis").opmap[n] for n in ("STORE_ATTR", "DELETE_ATTR")})
+_REFLECTIVE = frozenset({"setattr", "delattr", "vars", "getattr", "globals", "locals", "exec", "eval", "compile",
+                         "__import__", "attrgetter", "methodcaller"})
+
+
+def _may_change_namespaces(code):
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        if _STORE_OPS.intersection(current.co_code[::2]) or _REFLECTIVE.intersection(current.co_names) \
+                or any(n.startswith("_") for n in current.co_names):
+            return True
+        stack.extend(c for c in current.co_consts if _type(c) is _CodeType)
+    return False
+
+
+_CodeType = _type(_may_change_namespaces.__code__)
+
+
+def _tainted(imported, thorough=True):
+    """A reason why this worker's state differs from a fresh one, or ''. `thorough` adds the
+    classes of the imported modules to the modules themselves."""
     if _CHECK_SCRATCH and _scratch_stamp() != _SCRATCH_STAMP:
         return "files changed in the scratch directory"
     if _thread._count():
@@ -141,7 +176,7 @@ def _tainted(imported):
     for name in imported:
         module = sys.modules.get(name)
         snapshot = _SNAPSHOTS.get(name)
-        if module is None or snapshot is None or _module_changed(module, snapshot):
+        if module is None or snapshot is None or _module_changed(module, snapshot, thorough):
             return f"module {name} changed"
     return ""
 
@@ -182,7 +217,8 @@ def run_job(job):
     patched = _restore_builtins()
     scope.clear()
     result = None
-    taint = reply.get("taint") or ("builtins changed" if patched else _tainted(imported))
+    taint = reply.get("taint") or ("builtins changed" if patched else
+                                   _tainted(imported, _may_change_namespaces(job["code"])))
     if taint:
         reply["taint"] = taint
         if taint not in (NEW_MODULE, MEMORY_ERROR):  # changing the interpreter's state fails the job

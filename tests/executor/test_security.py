@@ -43,8 +43,9 @@ CORPUS = {
     "exit_builtin": ("exit(0)", ErrorKind.FORBIDDEN),
     "signal_tampering": ("import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass", ErrorKind.FORBIDDEN),
     "patch_builtins": ("import builtins\n    builtins.len = lambda v: 42\n    return 1", ErrorKind.FORBIDDEN),
-    "patch_module": ("import math\n    math.pi = 3\n    return 1", ErrorKind.RUNTIME),
-    "patch_class": ("import collections\n    collections.Counter.most_common = lambda *a: []\n    return 1", ErrorKind.RUNTIME),
+    "patch_module": ("import math\n    math.pi = 3\n    return 1", ErrorKind.FORBIDDEN),
+    "patch_class": ("import collections\n    collections.Counter.most_common = lambda *a: []\n    return 1", ErrorKind.FORBIDDEN),
+    "patch_private_state": ("import copy\n    copy._deepcopy_dispatch[list] = lambda v, memo: 42\n    return 1", ErrorKind.FORBIDDEN),
     "custom_eq": ("return type('T', (), {'__eq__': lambda s, o: True, '__hash__': lambda s: 0})()", ErrorKind.BAD_OUTPUT_TYPE),
     "subclass_eq": ("return (lambda: 0).__class__", ErrorKind.FORBIDDEN),
     "deep_recursion": ("return f(x + 1)", ErrorKind.RUNTIME),
@@ -61,10 +62,10 @@ RAW_KIND = {
     "fork_bomb": "runtime", "memory_bomb": "memory", "memory_creep": "memory", "thread_bomb": "runtime",
     "infinite_loop": "timeout", "swallow_timeout": "timeout", "huge_output": "output_too_long", "os_exit": "crashed",
     "system_exit": "runtime", "signal_tampering": "timeout", "patch_builtins": "runtime", "patch_module": "runtime",
-    "patch_class": "runtime", "custom_eq": "bad_output_type", "deep_recursion": "runtime", "kill_parent": "runtime",
+    "patch_class": "runtime", "patch_private_state": "runtime", "custom_eq": "bad_output_type", "deep_recursion": "runtime", "kill_parent": "runtime",
     "builtins_module": "runtime", "exit_builtin": "runtime",
 }
-SANITY = "def f(x):\n    return [len('abc'), sorted({3, 1, 2}), __import__('math').floor(2.5)]"
+SANITY = "def f(x):\n    import copy\n    return [len('abc'), sorted({3, 1, 2}), __import__('math').floor(2.5), copy.deepcopy([1])]"
 
 
 def _program(body):
@@ -128,7 +129,7 @@ def test_sandbox_alone_contains_the_program(request, mode, name, listener):
     assert len(accepted) == before, "a job reached a socket on the host"
     _assert_still_correct(Executor(pool, FAST_LIMITS))
     sanity = pool.run([_raw(SANITY, lane=lane) for lane in (0, 1)])
-    assert [s.get("output") for s in sanity] == ["[3, [1, 2, 3], 2]"] * 2
+    assert [s.get("output") for s in sanity] == ["[3, [1, 2, 3], 2, [1]]"] * 2
 
 
 @pytest.mark.parametrize("mode", ["gvisor", "process"])

@@ -103,3 +103,21 @@ def test_checked_program_compiles_once_and_runs():
     assert scope["f"](21) == 42
     unchanged = check_program("def f(n):\n    return n")
     assert unchanged.compile() is unchanged.compile()
+
+
+@pytest.mark.parametrize("source", [
+    "import copy\ndef f(x):\n    copy._deepcopy_dispatch[list] = lambda v, m: 42\n    return 1",
+    "import re\ndef f(x):\n    return len(re._cache)",
+    "import decimal\ndef f(x):\n    decimal.getcontext().prec = 3\n    return 1",
+    "import math\ndef f(x):\n    math.pi = 3\n    return 1",
+    "def f(x):\n    f.memo = {}\n    return 1",
+    "import collections\ndef f(x):\n    del collections.Counter.most_common\n    return 1",
+])
+def test_shared_state_cannot_be_changed(source):
+    assert check_program(source).error_kind is ErrorKind.FORBIDDEN
+
+
+def test_namedtuple_public_api_is_allowed():
+    source = ("from collections import namedtuple\ndef f(x):\n    P = namedtuple('P', 'a b')\n"
+              "    return tuple(P(x, 2)._replace(b=3)._asdict().values())")
+    assert check_program(source).ok
