@@ -70,7 +70,7 @@ class TaskBuffer:
                 "previous": [t.to_dict() for t in self.previous]}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TaskBuffer":
+    def from_dict(cls, data: dict[str, Any]) -> TaskBuffer:
         buffer = cls(TaskType(data["task_type"]), data["capacity"], Eviction(data["eviction"]))
         kind = InductionTask if buffer.task_type is TaskType.INDUCTION else Triplet
         buffer._tasks.extend(kind.from_dict(t) for t in data["tasks"])
@@ -135,7 +135,7 @@ class TaskBuffers:
         return {t.value: b.to_dict() for t, b in self.buffers.items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TaskBuffers":
+    def from_dict(cls, data: dict[str, Any]) -> TaskBuffers:
         buffers = cls()
         buffers.buffers = {TaskType(k): TaskBuffer.from_dict(v) for k, v in data.items()}
         return buffers

@@ -110,7 +110,7 @@ class ProgramCheck:
         return compile(self.program, "<program>", "exec", dont_inherit=True)
 
     @classmethod
-    def reject(cls, kind: ErrorKind, message: str) -> "ProgramCheck":
+    def reject(cls, kind: ErrorKind, message: str) -> ProgramCheck:
         return cls(ok=False, error_kind=kind, message=message)
 
 

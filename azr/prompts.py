@@ -74,8 +74,10 @@ def solve_prompt(task: Task, task_type: TaskType, format_examples: int = 0) -> P
 # --- proposer prompts -----------------------------------------------------------------------
 
 _PROPOSE_GOAL = {
-    TaskType.DEDUCTION: "a new function f and an input, such that predicting the output from the code and the input is a challenging but solvable reasoning task",
-    TaskType.ABDUCTION: "a new function f and an input, such that finding an input that produces the output, given the code, is a challenging but solvable reasoning task",
+    TaskType.DEDUCTION: ("a new function f and an input, such that predicting the output from the code and the input "
+                         "is a challenging but solvable reasoning task"),
+    TaskType.ABDUCTION: ("a new function f and an input, such that finding an input that produces the output, given "
+                         "the code, is a challenging but solvable reasoning task"),
 }
 
 

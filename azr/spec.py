@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -105,7 +105,7 @@ class GeneratorSpec(_Model):
     replicas: int = Field(1, ge=0)
     engine: Engine = Engine.VLLM
     resources: Resources = Field(default_factory=Resources)
-    share_with: Optional[Literal["proposer"]] = Field(None, description="solver only: serve both roles from the proposer pool")
+    share_with: Literal["proposer"] | None = Field(None, description="solver only: serve both roles from the proposer pool")
 
 
 class ExecutorSpec(_Model):
@@ -126,7 +126,7 @@ class LearnerSpec(_Model):
 
 class StorageSpec(_Model):
     size: str = "20Gi"
-    storage_class_name: Optional[str] = None
+    storage_class_name: str | None = None
 
 
 class SelfPlayRunSpec(_Model):
@@ -141,7 +141,7 @@ class SelfPlayRunSpec(_Model):
     suspend: bool = False
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> "SelfPlayRunSpec":
+    def _cross_field_rules(self) -> SelfPlayRunSpec:
         if self.proposer.share_with is not None:
             raise ValueError("proposer.shareWith is not allowed; only the solver can share a pool")
         if self.method.references > self.method.seed_tasks:
@@ -152,7 +152,7 @@ class SelfPlayRunSpec(_Model):
 class ObjectMeta(_Model):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
     name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
-    namespace: Optional[str] = None
+    namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
 
@@ -162,7 +162,7 @@ class SelfPlayRun(_Model):
     kind: Literal["SelfPlayRun"] = KIND
     metadata: ObjectMeta
     spec: SelfPlayRunSpec = Field(default_factory=SelfPlayRunSpec)
-    status: Optional[dict[str, Any]] = None
+    status: dict[str, Any] | None = None
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)

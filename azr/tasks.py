@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import asdict, dataclass
-from typing import Any, Union
+from typing import Any
 
 
 class TaskType(str, enum.Enum):
@@ -45,7 +45,7 @@ class Triplet:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Triplet":
+    def from_dict(cls, data: dict[str, Any]) -> Triplet:
         return cls(program=data["program"], input=data["input"], output=data["output"])
 
 
@@ -80,12 +80,12 @@ class InductionTask:
                 "inputs": list(self.inputs), "outputs": list(self.outputs)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "InductionTask":
+    def from_dict(cls, data: dict[str, Any]) -> InductionTask:
         return cls(program=data["program"], message=data["message"],
                    inputs=tuple(data["inputs"]), outputs=tuple(data["outputs"]))
 
 
-Task = Union[Triplet, InductionTask]
+Task = Triplet | InductionTask
 
 # The fallback reference while a buffer is empty (AZR-SPEC section 6).
 IDENTITY_TRIPLET = Triplet(program="def f(x):\n    return x", input="'Hello World'", output="'Hello World'")

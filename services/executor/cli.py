@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 CHUNK = 512  # items per sandbox batch
 
@@ -87,8 +88,9 @@ def _validate_items(records: Iterable[tuple[int, dict[str, Any]]]):
 
 
 def _check_items(records: Iterable[tuple[int, dict[str, Any]]]):
-    from azr.tasks import TaskType
     from azr_executor.engine import CheckItem
+
+    from azr.tasks import TaskType
 
     items = []
     for n, r in records:

@@ -13,10 +13,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
+from azr_executor.pool import SandboxPool, make_job
+
 from azr.literals import LiteralError, parse_arguments, parse_literal, strict_equal
 from azr.programs import EntryFunctionRule, ErrorKind, check_program
 from azr.tasks import TaskType
-from azr_executor.pool import SandboxPool, make_job
 
 LANES = (0, 1)
 STREAM_JOBS = 32  # jobs are handed to the sandbox in chunks this size while later items are still being checked
@@ -206,20 +207,12 @@ class Executor:
         """The sandbox runs an item needs as (code, args, gold value); raises _Verdict when
         the verdict is known without running anything."""
         if item.task_type is TaskType.DEDUCTION:
-            gold = _gold(item.gold_output)
-            try:
-                predicted = parse_literal(item.answer)
-            except LiteralError as exc:
-                raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
+            gold, predicted = _gold(item.gold_output), _answer(parse_literal, item.answer)
             if strict_equal(predicted, gold):
                 raise _Verdict(True, ErrorKind.NONE, "")
             raise _Verdict(False, ErrorKind.WRONG_ANSWER, "predicted output differs from the gold output")
         if item.task_type is TaskType.ABDUCTION:
-            gold = _gold(item.gold_output)
-            try:
-                args = parse_arguments(item.answer)
-            except LiteralError as exc:
-                raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
+            gold, args = _gold(item.gold_output), _answer(parse_arguments, item.answer)
             return [(_compiled(item.program, self.limits, "the task's program: "), args, gold)]
         code = _compiled(item.answer, self.limits)
         if not item.hidden_inputs or len(item.hidden_inputs) != len(item.hidden_outputs):
@@ -247,6 +240,13 @@ def _compiled(program: str, limits: Limits, context: str = "") -> Any:
         return checked.compile()
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise _Verdict(False, ErrorKind.SYNTAX, f"{context}{exc}") from None
+
+
+def _answer(parse, text: str) -> Any:
+    try:
+        return parse(text)
+    except LiteralError as exc:
+        raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
 
 
 def _gold(text: str) -> Any:

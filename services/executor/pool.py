@@ -28,8 +28,9 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
-from azr.spec import SandboxMode
 from azr_executor.rootfs import SANDBOX_CODE_DIR, ensure_rootfs, interpreter
+
+from azr.spec import SandboxMode
 
 log = logging.getLogger(__name__)
 _HEADER = struct.Struct(">I")
@@ -219,7 +220,7 @@ class SandboxPool:
                 proc.kill()
                 proc.wait()
 
-    def __enter__(self) -> "SandboxPool":
+    def __enter__(self) -> SandboxPool:
         return self
 
     def __exit__(self, *exc: object) -> None:

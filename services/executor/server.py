@@ -16,6 +16,7 @@ import time
 from concurrent import futures
 
 import grpc
+from azr_executor.engine import CheckItem, DeadlineExceeded, Executor, ValidateItem
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
@@ -23,8 +24,6 @@ from prometheus_client import Counter, Histogram, start_http_server
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
 from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
-from azr_executor.engine import CheckItem, DeadlineExceeded, Executor, ValidateItem
-from azr_executor.pool import SandboxPool
 
 log = logging.getLogger(__name__)
 
@@ -122,44 +121,37 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         remaining = context.time_remaining()
         return None if remaining is None else time.monotonic() + remaining
 
-    def Validate(self, request, context):
+    def _handle(self, rpc: str, parse, run, request, context: grpc.ServicerContext) -> list:
+        """Shared by every RPC: validate the request, take a slot or refuse, run within the deadline."""
         try:
-            items = parse_validate_request(request)
+            items = parse(request)
         except RequestError as exc:
-            REJECTED.labels("Validate", "INVALID_ARGUMENT").inc()
+            REJECTED.labels(rpc, "INVALID_ARGUMENT").inc()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self._admit("Validate", context)
+        self._admit(rpc, context)
         try:
-            with LATENCY.labels("Validate").time():
-                results = self.executor.validate(items, self._deadline(context))
+            with LATENCY.labels(rpc).time():
+                results = run(items, self._deadline(context))
         except DeadlineExceeded as exc:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         finally:
             self._slots.release()
+        for r in results:
+            ITEMS.labels(rpc, r.error_kind.value).inc()
+        return results
+
+    def Validate(self, request, context):
+        results = self._handle("Validate", parse_validate_request, self.executor.validate, request, context)
         response = executor_pb2.ValidateResponse()
         for r in results:
-            ITEMS.labels("Validate", r.error_kind.value).inc()
             response.results.add(id=r.id, valid=r.valid, outputs=r.outputs,
                                  error_kind=error_kind_to_proto(r.error_kind), error_message=r.error_message)
         return response
 
     def Check(self, request, context):
-        try:
-            items = parse_check_request(request)
-        except RequestError as exc:
-            REJECTED.labels("Check", "INVALID_ARGUMENT").inc()
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self._admit("Check", context)
-        try:
-            with LATENCY.labels("Check").time():
-                results = self.executor.check(items, self._deadline(context))
-        except DeadlineExceeded as exc:
-            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
-        finally:
-            self._slots.release()
+        results = self._handle("Check", parse_check_request, self.executor.check, request, context)
         response = executor_pb2.CheckResponse()
         for r in results:
-            ITEMS.labels("Check", r.error_kind.value).inc()
             response.results.add(id=r.id, correct=r.correct, error_kind=error_kind_to_proto(r.error_kind),
                                  error_message=r.error_message)
         return response

@@ -7,18 +7,17 @@ the filter is a task-quality filter, not the security boundary. After every host
 same workers must still return correct results.
 """
 
-import os
 import socket
 import threading
 from pathlib import Path
 
 import pytest
+from azr_executor.engine import CheckItem, Executor, ValidateItem
+from azr_executor.pool import SandboxPool, make_job
 
+from azr.literals import parse_arguments
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
-from azr_executor.engine import CheckItem, Executor, ValidateItem
-from azr.literals import parse_arguments
-from azr_executor.pool import SandboxPool, make_job
 from tests.conftest import FAST_LIMITS
 
 MARKER = Path("/tmp/azr-security-marker")
@@ -34,14 +33,17 @@ CORPUS = {
     "fork_bomb": ("import os\n    while True:\n        os.fork()", ErrorKind.FORBIDDEN),
     "memory_bomb": ("return len('x' * (2 ** 34))", ErrorKind.MEMORY),
     "memory_creep": ("out = []\n    while True:\n        out.append(' ' * 10 ** 6)", ErrorKind.MEMORY),
-    "thread_bomb": ("import threading\n    for _ in range(100):\n        threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n    return 1", ErrorKind.FORBIDDEN),
+    "thread_bomb": ("import threading\n    for _ in range(100):\n"
+                    "        threading.Thread(target=lambda: [0 for _ in iter(int, 1)]).start()\n    return 1", ErrorKind.FORBIDDEN),
     "infinite_loop": ("while True:\n        pass", ErrorKind.TIMEOUT),
-    "swallow_timeout": ("while True:\n        try:\n            while True:\n                pass\n        except BaseException:\n            pass", ErrorKind.TIMEOUT),
+    "swallow_timeout": ("while True:\n        try:\n            while True:\n                pass\n"
+                        "        except BaseException:\n            pass", ErrorKind.TIMEOUT),
     "huge_output": ("return list(range(10 ** 6))", ErrorKind.OUTPUT_TOO_LONG),
     "os_exit": ("import os\n    os._exit(0)", ErrorKind.FORBIDDEN),
     "system_exit": ("raise SystemExit(0)", ErrorKind.RUNTIME),
     "exit_builtin": ("exit(0)", ErrorKind.FORBIDDEN),
-    "signal_tampering": ("import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass", ErrorKind.FORBIDDEN),
+    "signal_tampering": ("import signal\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while True:\n        pass",
+                         ErrorKind.FORBIDDEN),
     "patch_builtins": ("import builtins\n    builtins.len = lambda v: 42\n    return 1", ErrorKind.FORBIDDEN),
     "patch_module": ("import math\n    math.pi = 3\n    return 1", ErrorKind.FORBIDDEN),
     "patch_class": ("import collections\n    collections.Counter.most_common = lambda *a: []\n    return 1", ErrorKind.FORBIDDEN),
@@ -62,7 +64,8 @@ RAW_KIND = {
     "fork_bomb": "runtime", "memory_bomb": "memory", "memory_creep": "memory", "thread_bomb": "runtime",
     "infinite_loop": "timeout", "swallow_timeout": "timeout", "huge_output": "output_too_long", "os_exit": "crashed",
     "system_exit": "runtime", "signal_tampering": "timeout", "patch_builtins": "runtime", "patch_module": "runtime",
-    "patch_class": "runtime", "patch_private_state": "runtime", "custom_eq": "bad_output_type", "deep_recursion": "runtime", "kill_parent": "runtime",
+    "patch_class": "runtime", "patch_private_state": "runtime", "custom_eq": "bad_output_type", "deep_recursion": "runtime",
+    "kill_parent": "runtime",
     "builtins_module": "runtime", "exit_builtin": "runtime",
 }
 SANITY = "def f(x):\n    import copy\n    return [len('abc'), sorted({3, 1, 2}), __import__('math').floor(2.5), copy.deepcopy([1])]"
@@ -90,7 +93,7 @@ def listener():
         while True:
             try:
                 accepted.append(server.accept())
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -4,12 +4,12 @@ import threading
 
 import grpc
 import pytest
+from azr_executor.engine import Executor, Limits
+from azr_executor.server import SERVICE_NAME, build_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
-from azr_executor.engine import Executor, Limits
-from azr_executor.server import SERVICE_NAME, build_server
 
 DEADLINE = 30
 

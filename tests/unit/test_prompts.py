@@ -50,12 +50,15 @@ def test_prompt_ends_with_think_for_plain_text_models():
 
 
 def test_format_examples_are_correct_worked_examples():
+    def build(task_type, role, n):
+        if role == "propose":
+            return prompts.propose_prompt(task_type, [T1], n)
+        return prompts.solve_prompt(IND if task_type is TaskType.INDUCTION else T1, task_type, n)
+
     for task_type in TaskType:
         for role in ("solve", "propose"):
-            build = (lambda n: prompts.solve_prompt(T1 if task_type is not TaskType.INDUCTION else IND, task_type, n)) \
-                if role == "solve" else (lambda n: prompts.propose_prompt(task_type, [T1], n))
-            assert len(build(0).messages) == 1
-            prompt = build(prompts.MAX_FORMAT_EXAMPLES)
+            assert len(build(task_type, role, 0).messages) == 1
+            prompt = build(task_type, role, prompts.MAX_FORMAT_EXAMPLES)
             assert len(prompt.messages) == 1 + 2 * prompts.MAX_FORMAT_EXAMPLES
             for user, assistant in zip(prompt.messages[:-1:2], prompt.messages[1:-1:2]):
                 assert user.role == "user" and assistant.role == "assistant"
