@@ -109,6 +109,8 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         self.executor = executor
         self._slots = threading.BoundedSemaphore(max_inflight_batches)
         self.max_inflight_batches = max_inflight_batches
+        self.inflight = 0  # batches running now (read by tests and metrics)
+        self._count_lock = threading.Lock()
 
     def _admit(self, rpc: str, context: grpc.ServicerContext) -> None:
         if not self._slots.acquire(blocking=False):
@@ -129,12 +131,16 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
             REJECTED.labels(rpc, "INVALID_ARGUMENT").inc()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self._admit(rpc, context)
+        with self._count_lock:
+            self.inflight += 1
         try:
             with LATENCY.labels(rpc).time():
                 results = run(items, self._deadline(context))
         except DeadlineExceeded as exc:
             context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         finally:
+            with self._count_lock:
+                self.inflight -= 1
             self._slots.release()
         for r in results:
             ITEMS.labels(rpc, r.error_kind.value).inc()
@@ -157,20 +163,22 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         return response
 
 
-def build_server(executor: Executor, address: str, max_inflight_batches: int) -> tuple[grpc.Server, int, health.HealthServicer]:
+def build_server(executor: Executor, address: str, max_inflight_batches: int
+                 ) -> tuple[grpc.Server, int, health.HealthServicer, ExecutorService]:
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_inflight_batches + 4, thread_name_prefix="executor-rpc"),
         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
         maximum_concurrent_rpcs=max_inflight_batches * 4)
-    executor_pb2_grpc.add_ExecutorServicer_to_server(ExecutorService(executor, max_inflight_batches), server)
+    service = ExecutorService(executor, max_inflight_batches)
+    executor_pb2_grpc.add_ExecutorServicer_to_server(service, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot bind {address}")
-    return server, port, health_servicer
+    return server, port, health_servicer, service
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
@@ -178,7 +186,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
     from azr_executor.cli import make_pool_and_limits
 
     pool, limits = make_pool_and_limits(args)
-    server, port, health_servicer = build_server(Executor(pool, limits), args.address, args.max_inflight_batches)
+    server, port, health_servicer, _ = build_server(Executor(pool, limits), args.address, args.max_inflight_batches)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
     if args.metrics_port:

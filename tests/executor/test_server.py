@@ -1,6 +1,7 @@
 """The executor's gRPC contract over a real server on loopback."""
 
 import threading
+import time
 
 import grpc
 import pytest
@@ -15,14 +16,20 @@ DEADLINE = 30
 
 
 @pytest.fixture(scope="module")
-def server(gvisor_pool):
-    grpc_server, port, health_servicer = build_server(Executor(gvisor_pool, Limits(timeout_seconds=2.0)), "127.0.0.1:0", 1)
+def running(gvisor_pool):
+    grpc_server, port, health_servicer, service = build_server(
+        Executor(gvisor_pool, Limits(timeout_seconds=2.0)), "127.0.0.1:0", 1)
     grpc_server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield channel
+    yield channel, service
     channel.close()
     grpc_server.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def server(running):
+    return running[0]
 
 
 @pytest.fixture(scope="module")
@@ -87,32 +94,24 @@ def test_bad_check_requests_are_invalid_argument(stub, item, needle):
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and needle in info.value.details()
 
 
-def test_busy_server_answers_resource_exhausted(stub):
+def test_busy_server_answers_resource_exhausted(stub, running):
     """The fixture allows one batch in flight: a second one is refused, not queued."""
+    service = running[1]
     slow = executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(
         id="slow", program="def f(x):\n    while True:\n        pass", inputs=["1"])])
-    started = threading.Event()
     outcome = {}
-
-    def run_slow():
-        started.set()
-        outcome["slow"] = stub.Validate(slow, timeout=DEADLINE)
-
-    thread = threading.Thread(target=run_slow)
+    thread = threading.Thread(target=lambda: outcome.update(slow=stub.Validate(slow, timeout=DEADLINE)))
     thread.start()
-    started.wait()
+    for _ in range(500):  # until the slow batch holds the only slot
+        if service.inflight:
+            break
+        time.sleep(0.01)
+    assert service.inflight == 1
     quick = executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(id="q", program="def f(x):\n    return x", inputs=["1"])])
-    codes = []
-    for _ in range(50):
-        try:
-            stub.Validate(quick, timeout=DEADLINE)
-        except grpc.RpcError as exc:
-            codes.append(exc.code())
-            break
-        if outcome:
-            break
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Validate(quick, timeout=DEADLINE)
+    assert info.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     thread.join()
-    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes
     assert outcome["slow"].results[0].error_kind == common_pb2.ERROR_KIND_TIMEOUT
     assert stub.Validate(quick, timeout=DEADLINE).results[0].valid  # and it serves again afterwards
 

@@ -1,0 +1,1 @@
+"""Generation servers: the proposer and the solver (one contract, two roles) over an inference engine."""
