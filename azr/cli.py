@@ -33,11 +33,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from azr_executor.server import serve_from_args
 
         return serve_from_args(args)
-    print(f"azr serve {args.role}: not available in this version", file=sys.stderr)
-    return 2
+    from azr_generation.server import serve_from_args as serve_generator
+
+    return serve_generator(args.role, args)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.bench == "rollout":
+        from azr_bench import rollout
+
+        return rollout.run(args)
     from azr_bench import executor
 
     return executor.run(args)
@@ -63,11 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     from azr_bench.executor import add_arguments as add_executor_bench_arguments
 
     add_executor_bench_arguments(benches.add_parser("executor", help="validations per second, sandboxed vs the reference pool"))
+    from azr_bench.rollout import add_arguments as add_rollout_bench_arguments
+
+    add_rollout_bench_arguments(benches.add_parser("rollout", help="tokens per second, vLLM vs transformers, self-play prompts"))
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("serve", help="run one service as a gRPC server")
     roles = p.add_subparsers(dest="role", required=True, metavar="ROLE")
     add_serve_executor_arguments(roles.add_parser("executor", help="the sandboxed executor"))
+    from azr_generation.cli import add_serve_arguments
+
+    add_serve_arguments(roles.add_parser("proposer", help="the proposer: writes tasks (Generator service)"))
+    add_serve_arguments(roles.add_parser("solver", help="the solver: answers tasks (Generator service)"))
     p.set_defaults(func=_cmd_serve)
     return parser
 

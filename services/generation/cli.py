@@ -1,0 +1,15 @@
+"""Arguments of `azr serve proposer|solver` (argparse only: importing this loads no engine)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", help="a SelfPlayRun: model and engine come from its spec")
+    parser.add_argument("--model", help="embedded name, local HF folder or hub ID (overrides the spec)")
+    parser.add_argument("--engine", choices=["vllm", "transformers"], help="overrides the spec")
+    parser.add_argument("--dtype", help="float32 (CPU default), bfloat16, float16")
+    parser.add_argument("--max-model-len", type=int)
+    parser.add_argument("--address", default="127.0.0.1:50061", help="host:port to bind (loopback by default)")
+    parser.add_argument("--seed", type=int, default=0)

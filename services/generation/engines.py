@@ -1,0 +1,184 @@
+"""Inference engines behind one small interface: vLLM (CPU or CUDA build) and transformers.
+
+An engine takes token-id prompts, each with its own sampling parameters and n, and returns
+n completions per prompt with their token ids and the log-probability of every sampled token
+under the policy that produced it. Weight loading is the server's business (it validates the
+files first); engines only apply them.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int | None = None
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    logprobs: list[float]
+    finish_reason: str  # "stop" or "length"
+
+
+class Engine(abc.ABC):
+    name: str
+    tokenizer: object
+
+    @abc.abstractmethod
+    def generate(self, prompts: list[list[int]], sampling: list[Sampling]) -> list[list[Completion]]:
+        """One list of `sampling[i].n` completions per prompt."""
+
+    @abc.abstractmethod
+    def load_weights(self, folder: Path) -> None:
+        """Apply weights already checked against the model (names, shapes)."""
+
+    def close(self) -> None:  # noqa: B027 - engines without resources need nothing here
+        return None
+
+
+class VllmEngine(Engine):
+    """vLLM's offline engine: continuous batching, prefix caching of shared prompt parts,
+    one prompt shared across its n samples."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0):
+        from vllm import LLM
+
+        self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
+                       worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, prompts, sampling):
+        from vllm import SamplingParams
+
+        params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
+                                 seed=s.seed, logprobs=0) for s in sampling]
+        outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], sampling_params=params, use_tqdm=False)
+        results = []
+        for output in outputs:
+            group = []
+            for c in output.outputs:
+                logprobs = [step[token].logprob for step, token in zip(c.logprobs or [], c.token_ids)]
+                group.append(Completion(c.text, list(c.token_ids), logprobs, "length" if c.finish_reason == "length" else "stop"))
+            results.append(group)
+        return results
+
+    def load_weights(self, folder: Path) -> None:
+        self.llm.collective_rpc("azr_reload_weights", kwargs={"weights_path": str(folder)})
+        self.llm.reset_prefix_cache()  # cached prompt states belong to the old weights
+
+    def close(self) -> None:
+        del self.llm
+
+
+class TransformersEngine(Engine):
+    """`model.generate` with left padding; prompts with equal sampling parameters share a batch."""
+
+    name = "transformers"
+
+    def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
+                 batch_sequences: int = 32):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype, "auto")
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
+        self.max_model_len = max_model_len
+        self.batch_sequences = batch_sequences
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else {self.tokenizer.eos_token_id}
+        torch.manual_seed(seed)
+
+    def generate(self, prompts, sampling):
+        results: list[list[Completion]] = [[] for _ in prompts]
+        groups: dict[Sampling, list[int]] = {}
+        for index, s in enumerate(sampling):
+            groups.setdefault(s, []).append(index)
+        for params, indexes in groups.items():
+            # Longest first, so that each batch pads little; n copies of a prompt go together.
+            indexes.sort(key=lambda i: -len(prompts[i]))
+            per_batch = max(1, self.batch_sequences // params.n)
+            for start in range(0, len(indexes), per_batch):
+                chunk = indexes[start:start + per_batch]
+                for i, group in zip(chunk, self._generate_batch([prompts[i] for i in chunk], params)):
+                    results[i] = group
+        return results
+
+    def _generate_batch(self, prompts: list[list[int]], params: Sampling) -> list[list[Completion]]:
+        torch = self.torch
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            input_ids[row, width - len(p):] = torch.tensor(p)
+            attention[row, width - len(p):] = 1
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        greedy = params.temperature <= 0
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                do_sample=not greedy, temperature=None if greedy else params.temperature,
+                top_p=None if greedy else params.top_p, top_k=None, max_new_tokens=params.max_tokens,
+                num_return_sequences=params.n, pad_token_id=self.pad_id, return_dict_in_generate=True,
+                output_logits=True)
+        generated = out.sequences[:, width:].cpu()
+        # log p(token) under the model itself (raw logits), as vLLM reports it.
+        logits = torch.stack(out.logits, dim=1).float().cpu()
+        token_logprobs = torch.log_softmax(logits, dim=-1).gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+        groups = []
+        for row in range(len(prompts)):
+            group = []
+            for k in range(params.n):
+                seq = row * params.n + k
+                tokens, logprobs, finish = [], [], "length"
+                for token, logprob in zip(generated[seq].tolist(), token_logprobs[seq].tolist()):
+                    tokens.append(token)
+                    logprobs.append(logprob if math.isfinite(logprob) else -1e9)
+                    if token in self.eos_ids:
+                        finish = "stop"
+                        break
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                group.append(Completion(text, tokens, logprobs, finish))
+            groups.append(group)
+        return groups
+
+    def load_weights(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        state = {}
+        for file in sorted(folder.glob("*.safetensors")):
+            state.update(load_file(file))
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
+        if missing or unexpected:
+            raise ValueError(f"weights do not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        if getattr(self.model.config, "tie_word_embeddings", False):
+            self.model.tie_weights()
+
+
+def make_engine(kind: str, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0) -> Engine:
+    if kind == "vllm":
+        return VllmEngine(model, dtype, max_model_len, seed)
+    if kind == "transformers":
+        return TransformersEngine(model, dtype, max_model_len, seed)
+    raise ValueError(f"unknown engine {kind!r}: vllm or transformers")
