@@ -59,7 +59,7 @@ def measure(engine, items, max_tokens: int, seed: int) -> tuple[float, int, floa
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--proposals", type=int, default=4, help="proposer prompts per task type (B)")
+    parser.add_argument("--proposals", type=int, default=2, help="proposer prompts per task type (B)")
     parser.add_argument("--references", type=int, default=3, help="reference programs per proposer prompt (K)")
     parser.add_argument("--samples", type=int, default=8, help="Monte-Carlo samples per solver prompt (n)")
     parser.add_argument("--max-tokens", type=int, default=128)
@@ -78,8 +78,9 @@ def run(args: argparse.Namespace) -> int:
     sequences = sum(n for _, n in items)
     print(f"workload: {len(items)} prompts, {sequences} sequences, max {args.max_tokens} tokens each; model {model}")
     rates = {}
-    for name, make in (("transformers", lambda: TransformersEngine(model, "float32", 4096, args.seed)),
-                       ("vllm", lambda: VllmEngine(model, "float32", 4096, args.seed))):
+    # vLLM first: it sizes its memory reservation from what is free when it starts.
+    for name, make in (("vllm", lambda: VllmEngine(model, "float32", 4096, args.seed)),
+                       ("transformers", lambda: TransformersEngine(model, "float32", 4096, args.seed))):
         engine = make()
         rate, tokens, elapsed = measure(engine, items, args.max_tokens, args.seed)
         engine.close()

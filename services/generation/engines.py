@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,10 +57,17 @@ class VllmEngine(Engine):
 
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0):
+    def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
+                 memory_fraction: float | None = None):
+        import torch
         from vllm import LLM
 
+        if memory_fraction is None:
+            # On the CPU backend this fraction of the machine's memory is reserved (KV cache
+            # included); vLLM's GPU default of 0.92 leaves nothing for the learner beside it.
+            memory_fraction = float(os.environ.get("AZR_VLLM_MEMORY_FRACTION", "0.9" if torch.cuda.is_available() else "0.3"))
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
+                       gpu_memory_utilization=memory_fraction,
                        worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -83,7 +91,11 @@ class VllmEngine(Engine):
         self.llm.reset_prefix_cache()  # cached prompt states belong to the old weights
 
     def close(self) -> None:
+        import gc
+
+        self.llm.llm_engine.engine_core.shutdown()
         del self.llm
+        gc.collect()
 
 
 class TransformersEngine(Engine):

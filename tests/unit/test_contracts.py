@@ -44,7 +44,7 @@ def test_core_library_imports_no_network_engine_or_operator_library():
 
 
 def test_no_top_level_package_shadows_the_standard_library():
-    for name in ("azr", "azr_executor"):
+    for name in ("azr", "azr_executor", "azr_generation", "azr_bench"):
         assert name not in sys.stdlib_module_names
         importlib.import_module(name)
     import operator
