@@ -16,33 +16,56 @@ CHUNK = 512  # items per sandbox batch
 
 
 def _add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults come from the SelfPlayRun spec (given, else the spec's own defaults); a flag overrides.
     parser.add_argument("--sandbox", choices=["gvisor", "process"], default=None,
                         help="isolation (default: gvisor when runsc is on PATH, else process)")
-    parser.add_argument("--workers", type=int, default=4, help="long-lived workers in the sandbox (>= 2)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="wall-clock seconds per run")
-    parser.add_argument("--memory-mib", type=int, default=512, help="memory per worker on top of the interpreter")
-    parser.add_argument("--output-max-chars", type=int, default=400)
+    parser.add_argument("--workers", type=int, help="long-lived workers in the sandbox, >= 2 (spec: 4)")
+    parser.add_argument("--timeout", type=float, help="wall-clock seconds per run (spec: 10)")
+    parser.add_argument("--memory-mib", type=int, help="memory per worker on top of the interpreter (spec: 512)")
+    parser.add_argument("--output-max-chars", type=int, help="longest accepted output repr (spec: 400)")
 
 
 def add_exec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["validate", "check"])
     parser.add_argument("file", help="JSON lines; - for standard input")
+    parser.add_argument("--spec", dest="run_file", metavar="RUN.yaml", help="a SelfPlayRun: executor settings come from it")
     _add_sandbox_arguments(parser)
 
 
 def add_serve_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", dest="run_file", metavar="RUN.yaml", help="a SelfPlayRun: settings come from its spec")
     parser.add_argument("--address", default="127.0.0.1:50051", help="host:port to bind (loopback by default)")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
-    parser.add_argument("--max-inflight-batches", type=int, default=8)
+    parser.add_argument("--max-inflight-batches", type=int, help="batches running at once, more are refused (spec: 8)")
     _add_sandbox_arguments(parser)
+
+
+def resolve_settings(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill every unset flag from the SelfPlayRun spec, the one source of truth."""
+    from azr.spec import SelfPlayRun, load_run
+
+    run_file = getattr(args, "run_file", None)
+    run = load_run(run_file) if run_file else SelfPlayRun(metadata={"name": "local"})
+    spec = run.spec
+    defaults = {"workers": spec.executor.workers, "timeout": spec.executor.timeout_seconds,
+                "memory_mib": spec.executor.memory_mib, "output_max_chars": spec.method.output_max_chars,
+                "max_inflight_batches": spec.executor.max_inflight_batches}
+    for name, value in defaults.items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    if args.sandbox is None and run_file:
+        args.sandbox = spec.executor.sandbox.value
+    args.entry_rule = spec.method.single_function
+    return args
 
 
 def make_pool_and_limits(args: argparse.Namespace):
     from azr_executor.engine import Limits
     from azr_executor.pool import SandboxPool, default_mode
 
+    args = resolve_settings(args)
     pool = SandboxPool(args.sandbox or default_mode(), workers=args.workers, memory_mib=args.memory_mib)
-    return pool, Limits(timeout_seconds=args.timeout, output_max_chars=args.output_max_chars)
+    return pool, Limits(timeout_seconds=args.timeout, output_max_chars=args.output_max_chars, entry_rule=args.entry_rule)
 
 
 class InputError(ValueError):
@@ -115,6 +138,8 @@ def run_exec(args: argparse.Namespace) -> int:
     from azr_executor.engine import Executor
     from azr_executor.pool import SandboxError
 
+    from azr.spec import SpecError
+
     try:
         records = read_lines(args.file)
         items = _validate_items(records) if args.action == "validate" else _check_items(records)
@@ -123,6 +148,9 @@ def run_exec(args: argparse.Namespace) -> int:
         return 2
     try:
         pool, limits = make_pool_and_limits(args)
+    except SpecError as exc:
+        print(f"azr exec: {exc}", file=sys.stderr)
+        return 2
     except SandboxError as exc:
         print(f"azr exec: {exc}", file=sys.stderr)
         return 1

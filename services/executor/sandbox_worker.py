@@ -97,7 +97,6 @@ def _module_changed(module, snapshot, thorough=True):
     return False
 
 
-_MISSING = object()
 NEW_MODULE = "imported a module that was not preloaded"  # legitimate, but the worker is no longer fresh
 MEMORY_ERROR = "memory error"  # the job already failed with kind memory
 _SNAPSHOTS = {name: _snapshot_module(mod) for name, mod in list(sys.modules.items()) if mod is not None}
@@ -111,8 +110,6 @@ _WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGXFS
 
 def _signal_handlers():
     return [_id(signal.getsignal(s)) for s in _WATCHED_SIGNALS]
-
-
 
 
 def _restore_builtins():

@@ -185,7 +185,13 @@ def serve_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s executor %(levelname)s %(message)s")
     from azr_executor.cli import make_pool_and_limits
 
-    pool, limits = make_pool_and_limits(args)
+    from azr.spec import SpecError
+
+    try:
+        pool, limits = make_pool_and_limits(args)
+    except SpecError as exc:
+        log.error("%s", exc)
+        return 2
     server, port, health_servicer, _ = build_server(Executor(pool, limits), args.address, args.max_inflight_batches)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()

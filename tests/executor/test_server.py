@@ -122,3 +122,37 @@ def test_client_deadline_is_honoured(stub):
     with pytest.raises(grpc.RpcError) as info:
         stub.Validate(slow, timeout=0.3)
     assert info.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_serve_executor_as_a_process(tmp_path):
+    """`azr serve executor -f RUN.yaml` as a user runs it: healthy, answering, stopped by SIGTERM."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spec = Path(__file__).parents[2] / "examples" / "selfplayrun-cpu.yaml"
+    proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", "executor", "-f", str(spec),
+                             "--address", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        health = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            try:
+                if health.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+            except grpc.RpcError:
+                time.sleep(0.1)
+        stub = executor_pb2_grpc.ExecutorStub(channel)
+        reply = stub.Validate(executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(
+            id="a", program="def f(x):\n    return x * 3", inputs=["'ab'"])]), timeout=DEADLINE)
+        assert list(reply.results[0].outputs) == ["'ababab'"]
+    finally:
+        channel.close()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out.decode()[-2000:]
