@@ -1,6 +1,5 @@
 """One converted model, one transformers engine and one vLLM server for the whole session."""
 
-import os
 import socket
 import subprocess
 import sys
@@ -32,34 +31,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def vllm_server(model_path, tmp_path_factory):
-    """A real `azr serve proposer` process with the vLLM engine, as a user would start it."""
+def start_server(role: str, log_dir, *args: str):
+    """A real `azr serve <role>` process, as a user would start it; returns (process, channel)."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    log = log_dir / f"{role}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", "proposer", "--engine", "vllm",
-                                 "--model", str(model_path), "--max-model-len", "2048", "--address", f"127.0.0.1:{port}"],
-                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})
+        proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", role, *args, "--address", f"127.0.0.1:{port}"],
+                                stdout=out, stderr=subprocess.STDOUT)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     health = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"the vLLM server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"the {role} server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
         try:
             if health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
-                break
+                return proc, channel
         except grpc.RpcError:
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"the vLLM server did not become healthy:\n{log.read_text()[-4000:]}")
+            pytest.fail(f"the {role} server did not become healthy:\n{log.read_text()[-4000:]}")
         time.sleep(2)
-    yield channel
+
+
+def stop_server(proc, channel) -> None:
     channel.close()
     proc.terminate()
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture(scope="module")
+def vllm_server(model_path, tmp_path_factory):
+    """The proposer on vLLM (module-scoped: two vLLM engines never run at once here)."""
+    proc, channel = start_server("proposer", tmp_path_factory.mktemp("vllm"), "--engine", "vllm",
+                                 "--model", str(model_path), "--max-model-len", "2048")
+    yield channel
+    stop_server(proc, channel)
