@@ -1,0 +1,63 @@
+"""The TRR++ policy loss: PPO's clipped surrogate plus an entropy bonus, no KL, no critic
+(AZR-SPEC section 5).
+
+For every response token t, with the importance ratio between the policy being trained and
+the one that sampled it,
+
+    ratio_t = exp(logp_t - old_logp_t)
+    surrogate_t = min(ratio_t * A, clip(ratio_t, 1 - eps, 1 + eps) * A)
+    loss = -mean_t(surrogate_t) - entropy_coeff * mean_t(entropy_t)
+
+where A is the response's TRR++ advantage broadcast to all its tokens, and the means run
+over every real (unmasked) token of the mini-batch ("token-mean").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class LossStats:
+    loss: float
+    policy_loss: float
+    entropy: float
+    clip_fraction: float      # share of tokens whose ratio was clipped
+    approx_kl: float          # mean of (ratio - 1) - log ratio: how far the policy moved
+
+
+def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(token) and the entropy of the distribution, at every position.
+
+    logits: [batch, time, vocab] predicting `tokens`: [batch, time]."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    chosen = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
+    return chosen, entropy
+
+
+def ppo_clip_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
+                  mask: torch.Tensor, entropy: torch.Tensor | None = None, clip_ratio: float = 0.2,
+                  entropy_coeff: float = 0.001) -> tuple[torch.Tensor, LossStats]:
+    """Token-mean clipped surrogate over the response tokens selected by `mask`.
+
+    log_probs, old_log_probs, mask, entropy: [batch, time]; advantages: [batch] (one per
+    response, broadcast to its tokens) or [batch, time]."""
+    mask = mask.to(log_probs.dtype)
+    tokens = mask.sum().clamp(min=1.0)
+    if advantages.dim() == 1:
+        advantages = advantages[:, None].expand_as(log_probs)
+    log_ratio = (log_probs - old_log_probs) * mask
+    ratio = torch.exp(log_ratio)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages
+    policy_loss = -(torch.minimum(unclipped, clipped) * mask).sum() / tokens
+    mean_entropy = (entropy * mask).sum() / tokens if entropy is not None else log_probs.new_zeros(())
+    loss = policy_loss - entropy_coeff * mean_entropy
+    with torch.no_grad():
+        clip_fraction = (((ratio - 1.0).abs() > clip_ratio).to(mask.dtype) * mask).sum() / tokens
+        approx_kl = (((ratio - 1.0) - log_ratio) * mask).sum() / tokens
+    detached = [t.detach().item() for t in (loss, policy_loss, mean_entropy, clip_fraction, approx_kl)]
+    return loss, LossStats(*detached)
