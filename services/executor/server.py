@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import threading
 import time
 from concurrent import futures
@@ -22,6 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 from azr.programs import ErrorKind
+from azr.serving import serve_until_signalled
 from azr.tasks import TaskType
 from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
@@ -200,12 +200,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving on port %d (sandbox %s, %d workers)", port, pool.mode.value, pool.workers)
-    stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
-    while not stopped.wait(1.0):
-        pass
-    health_servicer.enter_graceful_shutdown()
-    server.stop(grace=10).wait()
+    serve_until_signalled(server, health_servicer)
     pool.close()
     return 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import logging
 import queue
-import signal
 import threading
 import time
 from concurrent import futures
@@ -24,6 +23,7 @@ from azr_generation.weights import WeightsError, check_weights, tensor_shapes
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from azr.serving import serve_until_signalled
 from azr.v1 import generator_pb2, generator_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -269,13 +269,7 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on port %d (%s engine, %s)", role, port, engine.name, path)
-    stopped = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopped.set())
-    while not stopped.wait(1.0):
-        pass
-    health_servicer.enter_graceful_shutdown()
-    server.stop(grace=10).wait()
+    serve_until_signalled(server, health_servicer)
     if service.batcher:
         service.batcher.close()
     engine.close()
