@@ -33,6 +33,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         from azr_executor.server import serve_from_args
 
         return serve_from_args(args)
+    if args.role == "learner":
+        from azr_learner.server import serve_from_args as serve_learner
+
+        return serve_learner(args)
     from azr_generation.server import serve_from_args as serve_generator
 
     return serve_generator(args.role, args)
@@ -80,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_arguments(roles.add_parser("proposer", help="the proposer: writes tasks (Generator service)"))
     add_serve_arguments(roles.add_parser("solver", help="the solver: answers tasks (Generator service)"))
+    from azr_learner.cli import add_serve_learner_arguments
+
+    add_serve_learner_arguments(roles.add_parser("learner", help="the learner: drives the loop, trains with DeepSpeed"))
     p.set_defaults(func=_cmd_serve)
     return parser
 

@@ -21,6 +21,7 @@ MAX_MESSAGE_CHARS = 2_000
 class ParsedResponse:
     well_formatted: bool   # <think>...</think> then <answer>...</answer>, nothing else
     answer: str | None     # content of the last <answer> span, or the fallback
+    tagged: bool = False   # the answer came from <answer> tags, not from the fallback
 
 
 def parse_response(completion: str, prefix: str = THINK_PREFIX, fallback: bool = True) -> ParsedResponse:
@@ -34,12 +35,20 @@ def parse_response(completion: str, prefix: str = THINK_PREFIX, fallback: bool =
     well_formatted = bool(_FORMAT.match(text)) and text.count("</think>") == 1
     spans = _ANSWER.findall(text)
     if spans:
-        return ParsedResponse(well_formatted, spans[-1].strip())
+        return ParsedResponse(well_formatted, spans[-1].strip(), tagged=True)
     if fallback:
         blocks = fenced_blocks(text)
         if blocks:
             return ParsedResponse(False, blocks[-1][1].strip())
     return ParsedResponse(False, None)
+
+
+def proposal_text(completion: str, parsed: ParsedResponse, fallback: bool = True) -> str | None:
+    """What a proposal is parsed from: the tagged answer, or (fallback) the whole completion,
+    since a proposal's blocks only make sense together (the last block alone would lose them)."""
+    if parsed.tagged:
+        return parsed.answer
+    return completion if fallback else None
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:

@@ -45,6 +45,11 @@ class RunMode(str, enum.Enum):
     ASYNC = "async"
 
 
+class OldLogProbs(str, enum.Enum):
+    RECOMPUTE = "recompute"  # the learner's forward pass under the weights that sampled (exact)
+    ENGINE = "engine"        # the engine's own log-probs: exact at temperature 1 and top-p 1 in float32
+
+
 class DType(str, enum.Enum):
     AUTO = "auto"
     FLOAT32 = "float32"
@@ -68,6 +73,7 @@ class MethodSpec(_Model):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_response_tokens: int = Field(4096, ge=16)
     seed_tasks: int = Field(256, ge=1, description="S: valid triplets to collect before training")
+    seed_max_rounds: int = Field(64, ge=1, description="seeding gives up after this many proposal rounds")
     buffer_capacity: int = Field(16_384, ge=1)
     buffer_eviction: Eviction = Eviction.OLDEST
     proposer_extreme_reward: float = Field(0.0, ge=-1.0, le=1.0)
@@ -87,11 +93,14 @@ class TrainingSpec(_Model):
     entropy_coeff: float = Field(0.001, ge=0.0)
     mini_batches: int = Field(3, ge=1, description="optimizer steps per training step")
     grad_clip: float = Field(1.0, gt=0.0)
+    old_log_probs: OldLogProbs = OldLogProbs.RECOMPUTE
+    micro_batch_tokens: int = Field(8192, ge=16, description="tokens per packed micro-batch per rank")
     zero_stage: Literal[0, 1, 2, 3] = 2
     precision: DType = DType.BFLOAT16
     mode: RunMode = RunMode.SYNC
     max_policy_lag: int = Field(1, ge=1)
     checkpoint_every: int = Field(10, ge=1)
+    keep_checkpoints: int = Field(2, ge=1)
     seed: int = 0
 
 

@@ -9,6 +9,14 @@ from azr_executor.pool import SandboxPool
 FAST_LIMITS = Limits(timeout_seconds=2.0)
 
 
+@pytest.fixture(scope="session")
+def model_path():
+    """The embedded SmolLM2-135M-Instruct, converted once into the cache."""
+    from azr_generation.models import ensure_embedded_model
+
+    return ensure_embedded_model()
+
+
 def _pool(mode: str) -> SandboxPool:
     if mode == "gvisor" and shutil.which("runsc") is None:
         pytest.fail("runsc is not on PATH: ./install.sh installs it (Debian package runsc)")

@@ -82,12 +82,14 @@ class GenerateResponse(_message.Message):
     def __init__(self, completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., prompt_tokens: _Optional[_Iterable[_Union[PromptTokens, _Mapping]]] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class UpdateWeightsRequest(_message.Message):
-    __slots__ = ("version", "path")
+    __slots__ = ("version", "path", "resume")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
     version: int
     path: str
-    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...
+    resume: bool
+    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class UpdateWeightsResponse(_message.Message):
     __slots__ = ("version", "seconds")

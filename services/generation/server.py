@@ -212,7 +212,7 @@ class GeneratorService(generator_pb2_grpc.GeneratorServicer):
     def UpdateWeights(self, request, context):
         self._ready(context)
         with self._update_lock:
-            if request.version <= self.batcher.version:
+            if request.version < 0 or (request.version <= self.batcher.version and not request.resume):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"version: must be above the current {self.batcher.version}, got {request.version}")
             try:

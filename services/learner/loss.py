@@ -9,7 +9,9 @@ the one that sampled it,
     loss = -mean_t(surrogate_t) - entropy_coeff * mean_t(entropy_t)
 
 where A is the response's TRR++ advantage broadcast to all its tokens, and the means run
-over every real (unmasked) token of the mini-batch ("token-mean").
+over every real (unmasked) token of the mini-batch ("token-mean"). When a mini-batch is split
+into micro-batches and ranks, each part divides its sums by the token count of the whole
+mini-batch (`normalizer`), so the accumulated gradient is exactly the token-mean's.
 """
 
 from __future__ import annotations
@@ -40,24 +42,28 @@ def token_log_probs(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.T
 
 def ppo_clip_loss(log_probs: torch.Tensor, old_log_probs: torch.Tensor, advantages: torch.Tensor,
                   mask: torch.Tensor, entropy: torch.Tensor | None = None, clip_ratio: float = 0.2,
-                  entropy_coeff: float = 0.001) -> tuple[torch.Tensor, LossStats]:
+                  entropy_coeff: float = 0.001, normalizer: float | None = None) -> tuple[torch.Tensor, LossStats]:
     """Token-mean clipped surrogate over the response tokens selected by `mask`.
 
     log_probs, old_log_probs, mask, entropy: [batch, time]; advantages: [batch] (one per
-    response, broadcast to its tokens) or [batch, time]."""
+    response, broadcast to its tokens) or [batch, time]. The loss divides by `normalizer`
+    (default: the tokens selected here); the statistics are always means over those tokens."""
     mask = mask.to(log_probs.dtype)
     tokens = mask.sum().clamp(min=1.0)
+    divide_by = tokens if normalizer is None else log_probs.new_tensor(max(float(normalizer), 1.0))
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand_as(log_probs)
     log_ratio = (log_probs - old_log_probs) * mask
     ratio = torch.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio) * advantages
-    policy_loss = -(torch.minimum(unclipped, clipped) * mask).sum() / tokens
-    mean_entropy = (entropy * mask).sum() / tokens if entropy is not None else log_probs.new_zeros(())
-    loss = policy_loss - entropy_coeff * mean_entropy
+    policy_sum = -(torch.minimum(unclipped, clipped) * mask).sum()
+    entropy_sum = (entropy * mask).sum() if entropy is not None else log_probs.new_zeros(())
+    loss = (policy_sum - entropy_coeff * entropy_sum) / divide_by
+    policy_loss, mean_entropy = policy_sum / tokens, entropy_sum / tokens
     with torch.no_grad():
         clip_fraction = (((ratio - 1.0).abs() > clip_ratio).to(mask.dtype) * mask).sum() / tokens
         approx_kl = (((ratio - 1.0) - log_ratio) * mask).sum() / tokens
-    detached = [t.detach().item() for t in (loss, policy_loss, mean_entropy, clip_fraction, approx_kl)]
+    detached = [t.detach().item() for t in ((policy_sum - entropy_coeff * entropy_sum) / tokens, policy_loss,
+                                            mean_entropy, clip_fraction, approx_kl)]
     return loss, LossStats(*detached)

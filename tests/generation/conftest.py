@@ -1,21 +1,8 @@
 """One converted model, one transformers engine and one vLLM server for the whole session."""
 
-import socket
-import subprocess
-import sys
-import time
-
-import grpc
 import pytest
-from azr_generation.models import ensure_embedded_model
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-START_TIMEOUT = 600
-
-
-@pytest.fixture(scope="session")
-def model_path():
-    return ensure_embedded_model()
+from tests.services import start_server, stop_server
 
 
 @pytest.fixture(scope="session")
@@ -23,45 +10,6 @@ def transformers_engine(model_path):
     from azr_generation.engines import TransformersEngine
 
     return TransformersEngine(str(model_path), "float32", 2048)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(role: str, log_dir, *args: str):
-    """A real `azr serve <role>` process, as a user would start it; returns (process, channel)."""
-    port = _free_port()
-    log = log_dir / f"{role}.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", role, *args, "--address", f"127.0.0.1:{port}"],
-                                stdout=out, stderr=subprocess.STDOUT)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the {role} server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
-                return proc, channel
-        except grpc.RpcError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the {role} server did not become healthy:\n{log.read_text()[-4000:]}")
-        time.sleep(2)
-
-
-def stop_server(proc, channel) -> None:
-    channel.close()
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -72,3 +72,17 @@ def test_solver_answers():
     assert solver_answer(" 'a', 1 ", TaskType.ABDUCTION) == "'a', 1"
     assert solver_answer("```python\ndef f(x):\n    return x\n```", TaskType.INDUCTION) == "def f(x):\n    return x"
     assert solver_answer("def f(x):\n    return x", TaskType.INDUCTION) == "def f(x):\n    return x"
+
+
+def test_proposal_text_falls_back_to_the_whole_completion():
+    from azr.parsing import proposal_text
+    from azr.tasks import TaskType
+
+    completion = "idea</think>\n```python\ndef f(x):\n    return x + 1\n```\n```input\n3\n```"
+    parsed = parse_response(completion)
+    assert not parsed.tagged and not parsed.well_formatted
+    proposal = parse_proposal(proposal_text(completion, parsed), TaskType.DEDUCTION)
+    assert proposal.program.startswith("def f(x)") and proposal.inputs == ("3",)
+    assert proposal_text(completion, parsed, fallback=False) is None
+    tagged = parse_response("r</think><answer>```python\ndef f(x):\n    return x\n```\n```input\n1\n```</answer>")
+    assert tagged.tagged and proposal_text("ignored", tagged) == tagged.answer

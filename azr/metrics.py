@@ -1,0 +1,69 @@
+"""The metrics schema: what one self-play step reports, as one flat JSON object.
+
+Keys are dotted paths, so a line of metrics.jsonl, the learner's GetStatus map and the
+report's charts all use the same names:
+
+    reward.<type>.<role>        mean reward of the trained responses of that group
+    format_error.<type>.<role>  share of those responses without the <think>/<answer> format
+    valid_rate.<type>           share of proposals that parsed and passed validation
+    s_bar.<type>                mean Monte-Carlo solve rate of the valid proposals
+    accuracy.<type>             share of solver answers that were correct
+    buffer.<type>               tasks in that buffer after the step
+    seconds.<phase>             wall seconds spent in each phase
+    tokens_generated            every generated token, Monte-Carlo samples included
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from azr.tasks import Role, TaskType
+
+PHASES = ("seeding", "propose", "validate", "monte_carlo", "solve", "check", "update", "sync", "checkpoint")
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+@dataclass
+class StepOutcomes:
+    """Everything a step observed, accumulated while it runs."""
+
+    rewards: dict[tuple[TaskType, Role], list[float]] = field(default_factory=lambda: defaultdict(list))
+    formatted: dict[tuple[TaskType, Role], list[bool]] = field(default_factory=lambda: defaultdict(list))
+    proposals: dict[TaskType, int] = field(default_factory=lambda: defaultdict(int))
+    valid: dict[TaskType, int] = field(default_factory=lambda: defaultdict(int))
+    s_bars: dict[TaskType, list[float]] = field(default_factory=lambda: defaultdict(list))
+    correct: dict[TaskType, list[bool]] = field(default_factory=lambda: defaultdict(list))
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    tokens_generated: int = 0
+
+    def record(self, task_type: TaskType, role: Role, reward: float, well_formatted: bool) -> None:
+        self.rewards[(task_type, role)].append(reward)
+        self.formatted[(task_type, role)].append(well_formatted)
+
+    def to_metrics(self, buffer_sizes: dict[str, int]) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for task_type in TaskType:
+            t = task_type.value
+            for role in Role:
+                metrics[f"reward.{t}.{role.value}"] = _mean(self.rewards[(task_type, role)])
+                formatted = self.formatted[(task_type, role)]
+                metrics[f"format_error.{t}.{role.value}"] = _mean([0.0 if ok else 1.0 for ok in formatted])
+            proposals = self.proposals[task_type]
+            metrics[f"valid_rate.{t}"] = self.valid[task_type] / proposals if proposals else math.nan
+            metrics[f"s_bar.{t}"] = _mean(self.s_bars[task_type])
+            metrics[f"accuracy.{t}"] = _mean([1.0 if c else 0.0 for c in self.correct[task_type]])
+            metrics[f"buffer.{t}"] = float(buffer_sizes.get(t, 0))
+        for phase, seconds in self.seconds.items():
+            metrics[f"seconds.{phase}"] = seconds
+        metrics["tokens_generated"] = float(self.tokens_generated)
+        return metrics
+
+
+def json_safe(metrics: dict[str, float]) -> dict[str, float | None]:
+    """NaN (a group with no responses this step) becomes null in JSON."""
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

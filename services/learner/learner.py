@@ -1,0 +1,296 @@
+"""The learner: drives the self-play loop, trains the policy, publishes weights, checkpoints.
+
+    resume from the newest checkpoint, or run the seeding pass
+    for each step:
+        rollout   = propose, validate, Monte-Carlo, insert, solve, check, rewards, TRR++ (azr.selfplay)
+        update    = one PPO-clip pass on DeepSpeed (azr_learner.policy)
+        sync      = write the weights, UpdateWeights on every proposer and solver replica
+        checkpoint every `checkpointEvery` steps, at the end, and when asked to stop
+        one line of metrics.jsonl
+
+Synchronous mode runs these in order (AZR-SPEC section 2). Asynchronous mode rolls out step
+t+1 in a second thread while step t trains; the rollout of step t may start only once the
+policy is at version t - 1 - maxPolicyLag, and any sample more than maxPolicyLag versions
+behind the policy being updated is dropped and counted (`dropped_stale`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from azr_learner.checkpoint import latest_checkpoint, read_state, restore_torch_rng, write_checkpoint
+from azr_learner.clients import ExecutorClient, GeneratorClient
+
+from azr.metrics import json_safe
+from azr.selfplay import Interrupted, SelfPlay, StepRollout, assign_advantages, drop_stale
+from azr.spec import RunMode, SelfPlayRun
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass
+class Endpoints:
+    proposers: list[str]
+    solvers: list[str]
+    executor: str
+
+
+@dataclass
+class Status:
+    """What GetStatus reports; written by the loop, read by the RPC threads."""
+
+    step: int = 0
+    total_steps: int = 0
+    policy_version: int = 0
+    phase: str = "starting"
+    last_checkpoint: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def update(self, **changes: Any) -> None:
+        with self.lock:
+            for key, value in changes.items():
+                setattr(self, key, value)
+
+
+class Learner:
+    def __init__(self, run: SelfPlayRun, run_dir: Path, endpoints: Endpoints, policy, steps: int | None = None):
+        self.run, self.spec = run, run.spec
+        self.run_dir = Path(run_dir)
+        self.policy = policy
+        self.total_steps = steps or self.spec.training.steps
+        self.status = Status(total_steps=self.total_steps)
+        self.stop_requested = threading.Event()
+        self._halt = threading.Event()  # the training thread ended early: the rollout thread stops too
+        self.stopped_checkpoint: str = ""
+        self.done = threading.Event()
+        self.proposers = [GeneratorClient("proposer", a) for a in endpoints.proposers]
+        self.solvers = [GeneratorClient("solver", a) for a in endpoints.solvers]
+        # One client per distinct address: a solver sharing the proposer's pool is one engine.
+        self.generators = {c.address: c for c in self.proposers + self.solvers}
+        self.executor = ExecutorClient(endpoints.executor)
+        self.selfplay = SelfPlay(self.spec.method, _RoundRobin(self.proposers), _RoundRobin(self.solvers), self.executor,
+                                 seed=self.spec.training.seed, on_phase=lambda p: self.status.update(phase=p),
+                                 should_stop=lambda: self.stop_requested.is_set() or self._halt.is_set())
+        self.version = 0
+        self.step = 0
+        self._last_state: dict[str, Any] | None = None  # self-play state after the last completed step
+        self._last_checkpointed = -1
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if not self._resume():
+                try:
+                    self._seed()
+                except Interrupted:
+                    self.status.update(phase="stopped")
+                    return
+            self._sync_generators(resume=True)
+            if self.spec.training.mode is RunMode.ASYNC:
+                self._fit_async()
+            else:
+                self._fit_sync()
+            if self.step > self._last_checkpointed:
+                self._checkpoint()
+            self.status.update(phase="stopped" if self.stop_requested.is_set() else "done")
+        finally:
+            self.done.set()
+
+    def _fit_sync(self) -> None:
+        while self.step < self.total_steps and not self.stop_requested.is_set():
+            self._sync_generators()
+            start = time.perf_counter()
+            try:
+                rollout = self.selfplay.collect(self.step + 1)
+            except Interrupted:
+                return
+            self._learn(rollout, dropped=0, started=start)
+
+    def _fit_async(self) -> None:
+        lag = self.spec.training.max_policy_lag
+        ready: queue.Queue[StepRollout | BaseException | None] = queue.Queue(maxsize=1)
+        version_changed = threading.Condition()
+
+        def produce() -> None:
+            try:
+                for step in range(self.step + 1, self.total_steps + 1):
+                    with version_changed:  # the policy lag bound, before any sample of `step` exists
+                        version_changed.wait_for(lambda s=step: self.version >= s - 1 - lag or self._halted())
+                    if self._halted():
+                        break
+                    ready.put(self.selfplay.collect(step))
+                ready.put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the training thread, which raises it
+                ready.put(exc)
+
+        producer = threading.Thread(target=produce, name="rollout", daemon=True)
+        producer.start()
+        try:
+            while self.step < self.total_steps:
+                start = time.perf_counter()
+                item = ready.get()
+                if item is None or isinstance(item, Interrupted):
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                kept, dropped = drop_stale(item.samples, self.version, lag)
+                if dropped:
+                    log.warning("step %d: dropped %d samples more than %d versions old", item.step, dropped, lag)
+                    assign_advantages(kept, self.spec.method.advantage_weighting)
+                item.samples = kept
+                self._learn(item, dropped, started=start)
+                with version_changed:
+                    version_changed.notify_all()
+                if self.stop_requested.is_set():
+                    return
+        finally:
+            self._halt.set()
+            with version_changed:
+                version_changed.notify_all()
+            _drain(ready)
+            producer.join(timeout=60)
+
+    def _halted(self) -> bool:
+        return self.stop_requested.is_set() or self._halt.is_set()
+
+    # -- one step's learning -------------------------------------------------------------------
+
+    def _learn(self, rollout: StepRollout, dropped: int, started: float) -> None:
+        seconds: dict[str, float] = {}
+        self.status.update(phase="update")
+        t, update_start = time.perf_counter(), time.time()
+        lags = [self.version - s.version for s in rollout.samples]
+        train_metrics = self.policy.train(rollout.samples, self.version, seed=self.spec.training.seed * 7919 + rollout.step)
+        seconds["seconds.update"] = time.perf_counter() - t
+        seconds["time.update_start"], seconds["time.update_end"] = update_start, time.time()
+        self.version += 1
+        self.step = rollout.step
+        self._last_state = rollout.state
+        self.status.update(phase="sync")
+        t = time.perf_counter()
+        self._publish()
+        seconds["seconds.sync"] = time.perf_counter() - t
+        if self.step % self.spec.training.checkpoint_every == 0 or self.step == self.total_steps:
+            t = time.perf_counter()
+            self._checkpoint()
+            seconds["seconds.checkpoint"] = time.perf_counter() - t
+        metrics = {**rollout.metrics, **train_metrics, **seconds, "dropped_stale": float(dropped),
+                   "samples_trained": float(len(rollout.samples)), "max_policy_lag": float(max(lags, default=0)),
+                   "step_seconds": time.perf_counter() - started}
+        self._write_metrics({"step": self.step, "policy_version": self.version, "time": time.time(), **json_safe(metrics)})
+        self.status.update(step=self.step, policy_version=self.version, metrics=metrics)
+        log.info("step %d/%d done in %.1f s: version %d", self.step, self.total_steps, metrics["step_seconds"], self.version)
+
+    def _write_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / METRICS, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    # -- weights -------------------------------------------------------------------------------
+
+    def _weights_dir(self, version: int) -> Path:
+        return self.run_dir / "weights" / f"v{version:06d}"
+
+    def _publish(self, resume: bool = False, only: list[GeneratorClient] | None = None) -> None:
+        folder = self._weights_dir(self.version)
+        if not folder.is_dir():
+            self.policy.save_weights(folder)
+        for client in only if only is not None else self.generators.values():
+            client.update_weights(self.version, str(folder.resolve()), resume=resume)
+        for old in sorted((self.run_dir / "weights").glob("v*")):
+            if old.name < self._weights_dir(self.version - 1).name:  # keep this version and the one before
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _sync_generators(self, resume: bool = False) -> None:
+        """Bring every replica to the learner's version: after a resume, or when a replica was
+        restarted and came back with the base weights."""
+        behind = [c for c in self.generators.values() if c.policy_version() != self.version]
+        if behind:
+            log.info("publishing version %d to %s", self.version, ", ".join(c.address for c in behind))
+            self._publish(resume=True, only=behind)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        if self._last_state is None:
+            return
+        self.status.update(phase="checkpoint")
+        path = write_checkpoint(self.policy, self.run_dir, self.step,
+                                {"policy_version": self.version, "selfplay": self._last_state,
+                                 "metrics": json_safe(self.status.metrics)}, keep=self.spec.training.keep_checkpoints)
+        self._last_checkpointed = self.step
+        self.status.update(last_checkpoint=str(path))
+        log.info("checkpoint %s", path)
+
+    def _resume(self) -> bool:
+        checkpoint = latest_checkpoint(self.run_dir)
+        if checkpoint is None:
+            return False
+        state = read_state(checkpoint)
+        self.policy.load_optimizer(checkpoint / "optimizer")
+        self.selfplay.load_state_dict(state["selfplay"])
+        restore_torch_rng(state["torch_rng"])
+        self.step, self.version = state["step"], state["policy_version"]
+        self._last_state, self._last_checkpointed = state["selfplay"], self.step
+        # The metrics of steps after the checkpoint will be written again.
+        metrics = self.run_dir / METRICS
+        if metrics.exists():
+            kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line).get("step", 0) <= self.step]
+            metrics.write_text("".join(line + "\n" for line in kept))
+        self.status.update(step=self.step, policy_version=self.version, last_checkpoint=str(checkpoint),
+                           metrics=state.get("metrics") or {})
+        log.info("resumed from %s: step %d, policy version %d, buffers %s", checkpoint, self.step, self.version,
+                 self.selfplay.buffers.sizes())
+        return True
+
+    def _seed(self) -> None:
+        start = time.perf_counter()
+        metrics = self.selfplay.seed_buffers()
+        self._last_state = self.selfplay.state_dict()
+        self._write_metrics({"step": 0, "policy_version": 0, "time": time.time(), "phase": "seeding", **metrics})
+        log.info("seeding done in %.1f s: buffers %s", time.perf_counter() - start, self.selfplay.buffers.sizes())
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+
+    def close(self) -> None:
+        for client in [*self.generators.values(), self.executor]:
+            client.close()
+
+
+class _RoundRobin:
+    """Spreads generation calls over the replicas of one role."""
+
+    def __init__(self, clients: list[GeneratorClient]):
+        if not clients:
+            raise ValueError("at least one replica is needed")
+        self.clients, self.next = clients, 0
+        self.lock = threading.Lock()
+
+    def generate(self, prompts, n, sampling):
+        with self.lock:
+            client = self.clients[self.next % len(self.clients)]
+            self.next += 1
+        return client.generate(prompts, n, sampling)
+
+
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
