@@ -81,7 +81,7 @@ def test_two_rank_zero2_update_equals_the_single_rank_update(model_path, tmp_pat
     assert two["loss"] == pytest.approx(one["loss"], rel=1e-5)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)  # the averaged gradients agree
     base = load_file(str(Path(model_path) / "model.safetensors"))
-    a, b = load_file(str(tmp_path / "one" / "model" / "model.safetensors")), load_file(str(tmp_path / "two" / "model" / "model.safetensors"))
+    a, b = (load_file(str(tmp_path / run / "model" / "model.safetensors")) for run in ("one", "two"))
     step_a = torch.cat([(a[k] - base[k]).flatten() for k in sorted(base)])
     step_b = torch.cat([(b[k] - base[k]).flatten() for k in sorted(base)])
     assert step_a.norm() > 0
