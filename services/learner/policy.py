@@ -140,6 +140,9 @@ class Policy:
         init_distributed()
         import deepspeed
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a bar per save fills the service log
 
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.training = training

@@ -1,0 +1,1 @@
+"""`azr run`: a SelfPlayRun as local processes (import name `azr_launcher`)."""

@@ -1,0 +1,161 @@
+"""`azr run -f RUN.yaml [--steps N] [--run-dir DIR]`: the whole system on this machine, with a
+live view of the run and a summary at the end."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from azr.spec import SpecError
+from azr.tasks import Role, TaskType
+
+GROUP_ORDER = [(t, r) for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION) for r in Role]
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", required=True, help="the SelfPlayRun (examples/selfplayrun-cpu.yaml on a laptop)")
+    parser.add_argument("--steps", type=int, help="total steps (overrides training.steps)")
+    parser.add_argument("--run-dir", help="where everything goes (default: runs/<metadata.name>); reuse it to resume")
+    parser.add_argument("--plain", action="store_true", help="log lines instead of the live display")
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def live_view(run, status, waiting: list[str] | None, started: float) -> Group:
+    header = Table.grid(padding=(0, 2))
+    elapsed = time.monotonic() - started
+    services = "  ".join(f"{s.role}:{'up' if s.alive() else 'down'}" + (f" (restarted {s.restarts}x)" if s.restarts else "")
+                         for s in run.services.values())
+    header.add_row(Text(f"azr run {run.run.metadata.name}", style="bold"), Text(f"{elapsed:,.0f} s"), Text(services, style="dim"))
+    if waiting:
+        return Group(header, Text(f"starting: waiting for {', '.join(waiting)} to be healthy ...", style="yellow"))
+    if status is None:
+        return Group(header, Text("the learner is starting ...", style="yellow"))
+    m = dict(status.metrics)
+    line = Table.grid(padding=(0, 2))
+    line.add_row(f"step {status.step}/{status.total_steps}", f"phase: [bold]{status.phase}[/]", f"policy v{status.policy_version}",
+                 f"last step {_fmt(m.get('step_seconds'), 0)} s")
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    table.add_column("")
+    for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION):
+        table.add_column(t.value, justify="right")
+    table.add_row("reward propose", *[_fmt(m.get(f"reward.{t}.propose")) for t in ("deduction", "abduction", "induction")])
+    table.add_row("reward solve", *[_fmt(m.get(f"reward.{t}.solve")) for t in ("deduction", "abduction", "induction")])
+    table.add_row("valid proposals", *[_fmt(m.get(f"valid_rate.{t}")) for t in ("deduction", "abduction", "induction")])
+    table.add_row("solve accuracy", *[_fmt(m.get(f"accuracy.{t}")) for t in ("deduction", "abduction", "induction")])
+    table.add_row("buffer", *[_fmt(m.get(f"buffer.{t}"), 0) for t in ("deduction", "abduction", "induction")])
+    return Group(header, line, table)
+
+
+def summary_table(metrics: list[dict]) -> Table:
+    """Rewards per type and role, valid-proposal rate, solve accuracy and step time: first step,
+    last step, and the mean over the run."""
+    steps = [m for m in metrics if m.get("step", 0) > 0]
+    table = Table(title=f"azr run: {len(steps)} steps" if steps else "azr run: no completed step")
+    for column in ("metric", "first step", "last step", "mean"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    if not steps:
+        return table
+
+    def row(label: str, key: str, digits: int = 2) -> None:
+        values = [m.get(key) for m in steps]
+        finite = [v for v in values if isinstance(v, int | float) and math.isfinite(v)]
+        table.add_row(label, _fmt(values[0], digits), _fmt(values[-1], digits),
+                      _fmt(sum(finite) / len(finite), digits) if finite else "-")
+
+    for t, r in GROUP_ORDER:
+        row(f"reward {t.value} {r.value}", f"reward.{t.value}.{r.value}")
+    for t, _ in GROUP_ORDER[::2]:
+        row(f"valid proposals {t.value}", f"valid_rate.{t.value}")
+    for t, _ in GROUP_ORDER[::2]:
+        row(f"solve accuracy {t.value}", f"accuracy.{t.value}")
+    row("step seconds", "step_seconds", 1)
+    return table
+
+
+def run_local(args: argparse.Namespace) -> int:
+    from azr_launcher.runner import LocalRun, RunError, default_run_dir, read_metrics, which_runsc_missing
+
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s azr run %(levelname)s %(message)s")
+    if args.steps is not None and args.steps < 1:
+        console.print("azr run: --steps must be at least 1")
+        return 2
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(args.file)
+    try:
+        run = LocalRun(args.file, run_dir, args.steps)
+    except SpecError as exc:
+        console.print(str(exc), markup=False, highlight=False)
+        return 2
+    missing = which_runsc_missing(run.run)
+    if missing:
+        console.print(f"azr run: {missing}")
+        return 2
+    previous = signal.signal(signal.SIGTERM, lambda *_: run.stopping.set())
+    console.print(f"run directory: {run.run_dir}  (logs in {run.run_dir / 'logs'})")
+    started = time.monotonic()
+    interrupted = False
+    code = 0
+    live = None if args.plain or not console.is_terminal else Live(console=console, refresh_per_second=2, transient=False)
+    waiting: list[str] = []
+    try:
+        if live:
+            live.start()
+        run.start(on_wait=lambda pending: (waiting.__setitem__(slice(None), pending),
+                                           live.update(live_view(run, None, waiting, started)) if live else None))
+        waiting.clear()
+        last_step = -1
+        while not run.stopping.is_set():
+            if run.supervise_once():
+                break
+            status = run.status()
+            if live:
+                live.update(live_view(run, status, None, started))
+            elif status is not None and status.step != last_step:
+                last_step = status.step
+                console.print(f"step {status.step}/{status.total_steps} phase {status.phase} v{status.policy_version}")
+            time.sleep(1.0)
+        interrupted = run.stopping.is_set()
+    except KeyboardInterrupt:
+        interrupted = True
+    except RunError as exc:
+        console.print(f"azr run: {exc}", markup=False, highlight=False)
+        code = 1
+    finally:
+        if interrupted:
+            console.print("stopping: the learner checkpoints, then every service stops ...")
+        if live:
+            live.stop()
+        run.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+    console.print(summary_table(read_metrics(run.run_dir)))
+    if interrupted:
+        console.print(f"interrupted; `azr run -f {args.file} --run-dir {run.run_dir}` continues from the last checkpoint")
+        return 130
+    if code == 0:
+        console.print(f"done: {run.run_dir}  (azr report {run.run_dir} draws the charts)")
+    return code
+
+
+def main(argv=None) -> int:  # pragma: no cover - azr.cli is the entry point
+    parser = argparse.ArgumentParser(prog="azr run")
+    add_run_arguments(parser)
+    return run_local(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""`azr report RUN_DIR`: PNG charts of a run and one self-contained HTML page.
+
+Writes into RUN_DIR/report/: rewards.png (per type and role), valid_rate.png, solve_rate.png
+(solve accuracy and mean s-bar per type), buffers.png, phases.png (seconds per phase and step),
+and RUN_DIR/report.html with every chart embedded (no external files or network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import math
+import sys
+from pathlib import Path
+
+TYPES = ("deduction", "abduction", "induction")
+ROLES = ("propose", "solve")
+PHASES = ("propose", "validate", "monte_carlo", "solve", "check", "update", "sync", "checkpoint")
+COLOURS = {"deduction": "#1f77b4", "abduction": "#d62728", "induction": "#2ca02c"}
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="a run directory (holds metrics.jsonl)")
+
+
+def _series(steps: list[dict], key: str) -> tuple[list[int], list[float]]:
+    xs, ys = [], []
+    for m in steps:
+        v = m.get(key)
+        if isinstance(v, int | float) and math.isfinite(v):
+            xs.append(m["step"])
+            ys.append(float(v))
+    return xs, ys
+
+
+def _figure(title: str, ylabel: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    ax.set_title(title)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return fig, ax
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
+    out.mkdir(parents=True, exist_ok=True)
+    steps = [m for m in metrics if m.get("step", 0) > 0]
+    made = []
+
+    fig, ax = _figure("Reward per task type and role", "mean reward")
+    for t in TYPES:
+        for role, style in zip(ROLES, ("--", "-")):
+            xs, ys = _series(steps, f"reward.{t}.{role}")
+            ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
+    ax.set_ylim(-1.05, 1.05)
+    ax.legend(fontsize=7, ncol=3)
+    made.append(("Rewards", _save(fig, out / "rewards.png")))
+
+    fig, ax = _figure("Valid-proposal rate", "share of proposals")
+    for t in TYPES:
+        xs, ys = _series(steps, f"valid_rate.{t}")
+        ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    made.append(("Valid proposals", _save(fig, out / "valid_rate.png")))
+
+    fig, ax = _figure("Solve rates", "share solved")
+    for t in TYPES:
+        xs, ys = _series(steps, f"accuracy.{t}")
+        ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=f"{t} accuracy")
+        xs, ys = _series(steps, f"s_bar.{t}")
+        ax.plot(xs, ys, ":", marker="x", ms=3, color=COLOURS[t], label=f"{t} mean s-bar")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, ncol=2)
+    made.append(("Solve rates", _save(fig, out / "solve_rate.png")))
+
+    fig, ax = _figure("Buffer sizes", "tasks")
+    for t in TYPES:
+        xs, ys = _series(metrics, f"buffer.{t}")
+        ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
+    ax.legend(fontsize=7)
+    made.append(("Buffers", _save(fig, out / "buffers.png")))
+
+    fig, ax = _figure("Seconds per phase", "seconds")
+    bottoms = [0.0] * len(steps)
+    xs = [m["step"] for m in steps]
+    for phase in PHASES:
+        values = [float(m.get(f"seconds.{phase}") or 0.0) for m in steps]
+        if any(values):
+            ax.bar(xs, values, bottom=bottoms, label=phase)
+            bottoms = [b + v for b, v in zip(bottoms, values)]
+    ax.legend(fontsize=7, ncol=4)
+    made.append(("Time per phase", _save(fig, out / "phases.png")))
+    return made
+
+
+def _summary_rows(metrics: list[dict]) -> list[tuple[str, str, str]]:
+    steps = [m for m in metrics if m.get("step", 0) > 0]
+    if not steps:
+        return []
+
+    def fmt(v):
+        return "-" if not isinstance(v, int | float) or not math.isfinite(v) else f"{v:.3g}"
+
+    keys = [f"reward.{t}.{r}" for t in TYPES for r in ROLES] + [f"valid_rate.{t}" for t in TYPES] + \
+           [f"accuracy.{t}" for t in TYPES] + ["step_seconds"]
+    return [(k, fmt(steps[0].get(k)), fmt(steps[-1].get(k))) for k in keys]
+
+
+def write_report(run_dir: Path) -> Path:
+    from azr_launcher.runner import read_metrics
+
+    run_dir = Path(run_dir)
+    metrics = read_metrics(run_dir)
+    if not metrics:
+        raise FileNotFoundError(f"{run_dir / 'metrics.jsonl'}: no metrics yet")
+    made = charts(metrics, run_dir / "report")
+    steps = [m for m in metrics if m.get("step", 0) > 0]
+    figures = "\n".join(
+        f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>" for title, path in made)
+    rows = "\n".join(f"<tr><td>{html.escape(k)}</td><td>{a}</td><td>{b}</td></tr>" for k, a, b in _summary_rows(metrics))
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>azr report: {html.escape(run_dir.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1500px; color: #222; }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(640px, 1fr)); gap: 1rem; }}
+figure {{ margin: 0; }} img {{ width: 100%; border: 1px solid #ddd; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 0.2rem 0.6rem; text-align: right; }}
+td:first-child {{ text-align: left; }}
+</style></head><body>
+<h1>azr report: {html.escape(run_dir.name)}</h1>
+<p>{len(steps)} steps; {len(metrics) - len(steps)} seeding line(s). Source: metrics.jsonl.</p>
+<div class="charts">
+{figures}
+</div>
+<h2>First and last step</h2>
+<table><tr><th>metric</th><th>first step</th><th>last step</th></tr>
+{rows}
+</table>
+</body></html>
+"""
+    path = run_dir / "report.html"
+    path.write_text(page)
+    return path
+
+
+def run_report(args: argparse.Namespace) -> int:
+    try:
+        path = write_report(Path(args.run_dir))
+    except FileNotFoundError as exc:
+        print(f"azr report: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0

@@ -1,0 +1,158 @@
+"""`azr run`, `azr report` and `azr eval` as a user runs them, with the real model and sandbox.
+
+One short real run (transformers engine, tiny batches) serves the module:
+- it completes a step while its executor is killed once (the runner restarts it);
+- started again on the same run directory it resumes, and Ctrl-C stops it cleanly at a checkpoint;
+- its report renders in headless Chromium.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+
+from tests.learner.conftest import TEST_SPEC
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def azr(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "azr.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=kw.pop("cwd", None), **kw)
+
+
+def metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def service_pids(runner: subprocess.Popen, role: str) -> list[int]:
+    return [c.pid for c in psutil.Process(runner.pid).children(recursive=True)
+            if f"serve {role}" in " ".join(c.cmdline())]
+
+
+@pytest.fixture(scope="module")
+def spec_file(tmp_path_factory, model_path):
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TEST_SPEC))
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(spec_file, tmp_path_factory):
+    """One step; the executor is killed once the learner is at work."""
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    runner = azr("run", "-f", str(spec_file), "--steps", "1", "--run-dir", str(run_dir), "--plain")
+    deadline = time.monotonic() + 900
+    killed = None
+    while killed is None:
+        assert runner.poll() is None, runner.stdout.read()
+        assert time.monotonic() < deadline, "the learner never started"
+        if (run_dir / "logs" / "learner.log").exists():
+            pids = service_pids(runner, "executor")
+            if pids:
+                killed = pids[0]
+                os.kill(killed, signal.SIGKILL)
+        time.sleep(1)
+    output, _ = runner.communicate(timeout=1500)
+    return run_dir, runner.returncode, output, killed
+
+
+def test_a_run_completes_a_step_and_survives_a_killed_executor(first_run):
+    run_dir, code, output, _ = first_run
+    assert code == 0, output[-5000:]
+    assert [m["step"] for m in metrics(run_dir)] == [0, 1]
+    assert (run_dir / "spec.yaml").exists() and (run_dir / "checkpoints" / "latest").read_text() == "step-000001"
+    for role in ("executor", "proposer", "learner"):
+        assert (run_dir / "logs" / f"{role}.log").exists()
+    assert not (run_dir / "logs" / "solver.log").exists()  # the solver shares the proposer's engine
+    starts = (run_dir / "logs" / "executor.log").read_text().count("=== ")
+    assert starts == 2, "the executor was not restarted"
+    assert "restarting it" in output
+    assert "azr run: 1 steps" in output and "reward deduction propose" in output  # the summary table
+
+
+def test_a_second_run_resumes_and_ctrl_c_stops_it_at_a_checkpoint(first_run, spec_file):
+    run_dir, code, _, _ = first_run
+    assert code == 0
+    runner = azr("run", "-f", str(spec_file), "--steps", "3", "--run-dir", str(run_dir), "--plain")
+    deadline = time.monotonic() + 1200
+    while not any(m["step"] == 2 for m in metrics(run_dir)):
+        assert runner.poll() is None, runner.stdout.read()
+        assert time.monotonic() < deadline, "step 2 never finished"
+        time.sleep(1)
+    runner.send_signal(signal.SIGINT)
+    output, _ = runner.communicate(timeout=900)
+    assert runner.returncode == 130, output[-5000:]
+    assert "resumed from" in (run_dir / "logs" / "learner.log").read_text()
+    assert [m["step"] for m in metrics(run_dir)] == [0, 1, 2]
+    assert (run_dir / "checkpoints" / "latest").read_text() == "step-000002"
+    assert "continues from the last checkpoint" in output
+    # Nothing of the run is left running.
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(run_dir) in " ".join(p.info["cmdline"] or [])]
+    assert not leftovers, [p.info["cmdline"] for p in leftovers]
+
+
+def test_a_run_directory_refuses_a_different_spec(first_run, spec_file, tmp_path):
+    run_dir, _, _, _ = first_run
+    other = yaml.safe_load(spec_file.read_text())
+    other["spec"]["method"]["proposalsPerType"] = 3
+    changed = tmp_path / "other.yaml"
+    changed.write_text(yaml.safe_dump(other))
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "run", "-f", str(changed), "--run-dir", str(run_dir), "--plain"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "spec.method.proposalsPerType" in result.stderr
+
+
+def test_the_report_renders_in_headless_chromium(first_run, tmp_path):
+    from PIL import Image
+
+    assert shutil.which("chromium"), "chromium is missing: ./install.sh installs it (Debian package chromium)"
+    run_dir, code, _, _ = first_run
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    page = run_dir / "report.html"
+    assert page.exists()
+    for name in ("rewards", "valid_rate", "solve_rate", "buffers", "phases"):
+        assert (run_dir / "report" / f"{name}.png").stat().st_size > 5000
+    html = page.read_text()
+    assert html.count("data:image/png;base64,") == 5 and "http" not in html.split("<body>")[1]  # self-contained
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
+                    "--window-size=1400,1800", page.as_uri()], capture_output=True, timeout=120, check=True)
+    image = Image.open(shot).convert("RGB")
+    # The charts' line colours (deduction blue, abduction red, induction green) are on the page.
+    pixels = image.getdata()
+    found = {name: sum(1 for p in pixels if all(abs(a - b) <= 12 for a, b in zip(p, rgb)))
+             for name, rgb in {"blue": (31, 119, 180), "red": (214, 39, 40), "green": (44, 160, 44)}.items()}
+    assert all(count > 50 for count in found.values()), found
+
+
+def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
+    common = ["--engine", "transformers", "--max-tokens", "48", "--sandbox", "gvisor", "--limit", "2"]
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", *common], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(r"humaneval_pass1=\d\.\d{4}", result.stdout.strip().splitlines()[-1])
+    data = tmp_path / "cruxeval-like.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [
+        {"code": "def f(x):\n    return x * 2", "input": "3", "output": "6"},
+        {"code": "def f(s):\n    return s.upper()", "input": "'ab'", "output": "'AB'"}]) + "\n")
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--code-reasoning", str(data), *common],
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.fullmatch(r"deduction_acc=\d\.\d{4} abduction_acc=\d\.\d{4}", result.stdout.strip().splitlines()[-1])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"code": "def f(x): return x", "input": "__import__(\'os\')", "output": "1"}\n')
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--code-reasoning", str(bad), *common],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "bad.jsonl:1" in result.stderr
