@@ -79,7 +79,8 @@ class Learner:
         # One client per distinct address: a solver sharing the proposer's pool is one engine.
         self.generators = {c.address: c for c in self.proposers + self.solvers}
         self.executor = ExecutorClient(endpoints.executor)
-        self.selfplay = SelfPlay(self.spec.method, _RoundRobin(self.proposers), _RoundRobin(self.solvers), self.executor,
+        self._publish_lock = threading.Lock()
+        self.selfplay = SelfPlay(self.spec.method, _Replicas(self.proposers, self), _Replicas(self.solvers, self), self.executor,
                                  seed=self.spec.training.seed, on_phase=lambda p: self.status.update(phase=p),
                                  should_stop=lambda: self.stop_requested.is_set() or self._halt.is_set())
         self.version = 0
@@ -204,11 +205,12 @@ class Learner:
         return self.run_dir / "weights" / f"v{version:06d}"
 
     def _publish(self, resume: bool = False, only: list[GeneratorClient] | None = None) -> None:
-        folder = self._weights_dir(self.version)
-        if not folder.is_dir():
-            self.policy.save_weights(folder)
-        for client in only if only is not None else self.generators.values():
-            client.update_weights(self.version, str(folder.resolve()), resume=resume)
+        with self._publish_lock:
+            folder = self._weights_dir(self.version)
+            if not folder.is_dir():
+                self.policy.save_weights(folder)
+            for client in only if only is not None else self.generators.values():
+                client.update_weights(self.version, str(folder.resolve()), resume=resume)
         for old in sorted((self.run_dir / "weights").glob("v*")):
             if old.name < self._weights_dir(self.version - 1).name:  # keep this version and the one before
                 shutil.rmtree(old, ignore_errors=True)
@@ -220,6 +222,19 @@ class Learner:
         if behind:
             log.info("publishing version %d to %s", self.version, ", ".join(c.address for c in behind))
             self._publish(resume=True, only=behind)
+
+    def oldest_acceptable_version(self) -> int:
+        """Synchronous mode samples only from the current policy; asynchronous within the lag."""
+        lag = self.spec.training.max_policy_lag if self.spec.training.mode is RunMode.ASYNC else 0
+        return self.version - lag
+
+    def republish(self, client: GeneratorClient) -> None:
+        """A replica answered with weights older than allowed (it was restarted): give it the
+        current ones from disk (never from the policy, which may be mid-update in async mode)."""
+        with self._publish_lock:
+            folder = self._weights_dir(self.version)
+            log.warning("%s at %s serves an old policy; loading version %d into it", client.name, client.address, self.version)
+            client.update_weights(self.version, str(folder.resolve()), resume=True)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
@@ -272,20 +287,28 @@ class Learner:
             client.close()
 
 
-class _RoundRobin:
-    """Spreads generation calls over the replicas of one role."""
+class _Replicas:
+    """The replicas of one role: calls go round-robin, and an answer from a policy older than
+    the learner allows (a replica restarted with the base weights) is thrown away and asked
+    again once the replica has the current weights, so no sample of a wrong policy is used."""
 
-    def __init__(self, clients: list[GeneratorClient]):
+    def __init__(self, clients: list[GeneratorClient], learner: Learner):
         if not clients:
             raise ValueError("at least one replica is needed")
-        self.clients, self.next = clients, 0
+        self.clients, self.learner, self.next = clients, learner, 0
         self.lock = threading.Lock()
 
     def generate(self, prompts, n, sampling):
         with self.lock:
             client = self.clients[self.next % len(self.clients)]
             self.next += 1
-        return client.generate(prompts, n, sampling)
+        for _ in range(3):
+            groups = client.generate(prompts, n, sampling)
+            versions = [g.version for group in groups for g in group]
+            if not versions or min(versions) >= self.learner.oldest_acceptable_version():
+                return groups
+            self.learner.republish(client)
+        raise RuntimeError(f"{client.name} at {client.address} keeps answering with an old policy (versions {sorted(set(versions))})")
 
 
 def _drain(q: queue.Queue) -> None:

@@ -8,7 +8,8 @@ from azr.tasks import TaskType
 
 ROOT = Path(__file__).parents[2]
 CORE_MODULES = ["azr.tasks", "azr.literals", "azr.programs", "azr.parsing", "azr.prompts", "azr.rewards",
-                "azr.advantages", "azr.buffers", "azr.spec", "azr.cache"]
+                "azr.advantages", "azr.buffers", "azr.spec", "azr.cache", "azr.metrics", "azr.selfplay", "azr.topology",
+                "azr.serving", "azr.cli"]
 
 
 def test_stubs_import_and_define_the_services():
@@ -44,7 +45,7 @@ def test_core_library_imports_no_network_engine_or_operator_library():
 
 
 def test_no_top_level_package_shadows_the_standard_library():
-    for name in ("azr", "azr_executor", "azr_generation", "azr_bench"):
+    for name in ("azr", "azr_executor", "azr_generation", "azr_learner", "azr_launcher", "azr_bench"):
         assert name not in sys.stdlib_module_names
         importlib.import_module(name)
     import operator
@@ -55,7 +56,7 @@ def test_no_top_level_package_shadows_the_standard_library():
 
 def test_cli_help_lists_the_subcommands():
     out = subprocess.run([sys.executable, "-m", "azr.cli", "--help"], capture_output=True, text=True, check=True).stdout
-    for command in ("spec", "exec", "serve"):
+    for command in ("run", "report", "eval", "spec", "exec", "serve", "bench"):
         assert command in out
 
 
