@@ -60,6 +60,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from azr_operator.render import run_render
+
+    return run_render(args)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "rollout":
         from azr_bench import rollout
@@ -92,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="HumanEval pass@1, or code reasoning (deduction/abduction), greedy and sandboxed")
     add_eval_arguments(p)
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("render", help="print the Kubernetes objects the operator would apply for a SelfPlayRun (YAML)")
+    p.add_argument("-f", "--file", required=True)
+    p.add_argument("--crd", action="store_true", help="print the SelfPlayRun CustomResourceDefinition instead")
+    p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("spec", help="validate a SelfPlayRun file and print it with every default filled in")
     p.add_argument("-f", "--file", required=True)

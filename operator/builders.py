@@ -1,0 +1,211 @@
+"""Pure builders: a SelfPlayRun in, the Kubernetes objects of its services out.
+
+No client, no cluster: `azr render` prints what these return, the operator applies it, and the
+tests validate it against Kubernetes' own schemas. Which services run, with which arguments,
+comes from `azr.topology`, the same plan `azr run` starts as local processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from azr.spec import API_GROUP, API_VERSION, KIND, SelfPlayRun
+from azr.topology import PORTS, plan, roles
+
+SPEC_MOUNT = "/etc/azr"
+DATA_MOUNT = "/data"
+CACHE_MOUNT = "/cache"
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Images:
+    """One image per kind of service (docker/ holds their Dockerfiles)."""
+
+    executor: str = "ghcr.io/azr-dev/azr-executor:0.1.0"
+    inference: str = "ghcr.io/azr-dev/azr-inference:0.1.0"
+    learner: str = "ghcr.io/azr-dev/azr-learner:0.1.0"
+    pull_policy: str = "IfNotPresent"
+
+    def for_role(self, role: str) -> str:
+        return {"executor": self.executor, "proposer": self.inference, "solver": self.inference, "learner": self.learner}[role]
+
+
+def name(run: SelfPlayRun, role: str) -> str:
+    return f"{run.metadata.name}-{role}"
+
+
+def labels(run: SelfPlayRun, role: str | None = None) -> dict[str, str]:
+    out = {f"{API_GROUP}/run": run.metadata.name, "app.kubernetes.io/name": "azr",
+           "app.kubernetes.io/instance": run.metadata.name, "app.kubernetes.io/managed-by": "azr-operator"}
+    if role:
+        out[f"{API_GROUP}/role"] = role
+        out["app.kubernetes.io/component"] = role
+    return out
+
+
+def _meta(run: SelfPlayRun, object_name: str, role: str | None = None, uid: str | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": object_name, "labels": labels(run, role)}
+    if run.metadata.namespace:
+        meta["namespace"] = run.metadata.namespace
+    if uid:  # children are owned by the run: deleting it deletes them
+        meta["ownerReferences"] = [{"apiVersion": API_VERSION, "kind": KIND, "name": run.metadata.name, "uid": uid,
+                                    "controller": True, "blockOwnerDeletion": True}]
+    return meta
+
+
+def service_address(run: SelfPlayRun, role: str, replica: int = 0) -> str:
+    """Where a role listens in the cluster: its headless Service (DNS lists every ready pod)."""
+    namespace = run.metadata.namespace or "default"
+    return f"{name(run, role)}.{namespace}.svc:{PORTS[role]}"
+
+
+def _resources(r, gpus_key: str = "nvidia.com/gpu") -> dict[str, Any]:
+    limits: dict[str, Any] = {"cpu": r.cpu, "memory": r.memory}
+    if r.gpus:
+        limits[gpus_key] = r.gpus
+    return {"requests": {"cpu": r.cpu, "memory": r.memory}, "limits": limits}
+
+
+def _probe(port: int, period: int = 10, failures: int = 3) -> dict[str, Any]:
+    return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": failures}
+
+
+def _container(role: str, service_plan, images: Images, resources) -> dict[str, Any]:
+    port = PORTS[role]
+    return {
+        "name": role,
+        "image": images.for_role(role),
+        "imagePullPolicy": images.pull_policy,
+        "command": ["azr"],
+        "args": service_plan.command(f"0.0.0.0:{port}"),  # pods listen on their own IP; NetworkPolicies guard
+        "ports": [{"name": "grpc", "containerPort": port}],
+        "env": [{"name": "AZR_CACHE_DIR", "value": CACHE_MOUNT}, {"name": "HOME", "value": CACHE_MOUNT}],
+        "resources": _resources(resources),
+        # Model loading (vLLM: minutes) is the start-up probe's; readiness and liveness follow.
+        "startupProbe": _probe(port, period=10, failures=90),
+        "readinessProbe": _probe(port),
+        "livenessProbe": _probe(port, period=20, failures=6),
+        "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+                         {"name": "cache", "mountPath": CACHE_MOUNT}],
+    }
+
+
+def _hardened(container: dict[str, Any]) -> dict[str, Any]:
+    container["securityContext"] = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+                                    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    return container
+
+
+def _volumes(run: SelfPlayRun, cache_limit: str = "20Gi") -> list[dict[str, Any]]:
+    return [{"name": "spec", "configMap": {"name": name(run, "spec")}},
+            {"name": "cache", "emptyDir": {"sizeLimit": cache_limit}}]
+
+
+def _service(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(run, name(run, role), role, uid),
+            "spec": {"clusterIP": "None", "selector": labels(run, role), "publishNotReadyAddresses": False,
+                     "ports": [{"name": "grpc", "port": PORTS[role], "targetPort": "grpc"}]}}
+
+
+def _pdb(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(run, name(run, role), role, uid),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(run, role)}}}
+
+
+def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -> list[Manifest]:
+    """Every child object of the run, in apply order. `spec.suspend` scales every workload to
+    zero and keeps the ConfigMap, the volume and the Services."""
+    spec = run.spec
+    suspended = spec.suspend
+    spec_file = f"{SPEC_MOUNT}/spec.yaml"
+    plans = {p.role: p for p in plan(run, spec_file, DATA_MOUNT, lambda role, k: service_address(run, role, k))}
+    objects: list[Manifest] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, name(run, "workload"), None, uid),
+         "automountServiceAccountToken": False},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(run, name(run, "spec"), None, uid),
+         "data": {"spec.yaml": run.model_copy(update={"status": None}).to_yaml()}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(run, name(run, "data"), "learner", uid),
+         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}},
+                  **({"storageClassName": spec.storage.storage_class_name} if spec.storage.storage_class_name else {})}},
+    ]
+
+    # Executor: gVisor, non-root, read-only, no token, no egress.
+    executor = _hardened(_container("executor", plans["executor"], images, spec.executor.resources))
+    executor["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
+    objects += [
+        _deployment(run, "executor", 0 if suspended else spec.executor.replicas, executor, uid, {
+            "runtimeClassName": spec.executor.runtime_class_name, "automountServiceAccountToken": False,
+            "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
+            "volumes": _volumes(run, "2Gi") + [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}]}),
+        _service(run, "executor", uid),
+        _network_policy(run, uid),
+        _pdb(run, "executor", uid),
+    ]
+
+    # Proposer and solver: GPU inference pools.
+    for role in ("proposer", "solver"):
+        if role not in roles(run):
+            continue
+        generator = spec.proposer if role == "proposer" else spec.solver
+        container = _hardened(_container(role, plans[role], images, generator.resources))
+        container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
+        container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
+        container["securityContext"]["readOnlyRootFilesystem"] = False  # vLLM and torch compile caches
+        objects += [
+            _deployment(run, role, 0 if suspended else generator.replicas, container, uid, {
+                "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
+                "volumes": _volumes(run) + [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+                                            {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data"),
+                                                                                       "readOnly": True}}]}),
+            _service(run, role, uid),
+            _pdb(run, role, uid),
+        ]
+
+    # Learner: a StatefulSet of ranks; rank 0 (pod -0) is the rendezvous and drives the loop.
+    container = _hardened(_container("learner", plans["learner"], images, spec.learner.resources))
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT})
+    container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
+    ranks = spec.learner.ranks
+    if ranks > 1:
+        container["command"] = ["torchrun"]
+        container["args"] = [f"--nnodes={ranks}", "--nproc-per-node=1", "--node-rank=$(RANK)",
+                             f"--master-addr={name(run, 'learner')}-0.{name(run, 'learner')}", "--master-port=29500",
+                             "-m", "azr.cli", *container["args"]]
+        container["env"].append({"name": "RANK", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}})
+    objects += [
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(run, name(run, "learner"), "learner", uid),
+         "spec": {"replicas": 0 if suspended else ranks, "serviceName": name(run, "learner"),
+                  "podManagementPolicy": "Parallel", "selector": {"matchLabels": labels(run, "learner")},
+                  "template": {"metadata": {"labels": labels(run, "learner")}, "spec": {
+                      "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
+                      "terminationGracePeriodSeconds": 600,  # SIGTERM: finish the update, write a checkpoint
+                      "securityContext": {"fsGroup": 65532},
+                      "containers": [container],
+                      "volumes": _volumes(run) + [
+                          {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data")}},
+                          {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]}}}},
+        _service(run, "learner", uid),
+    ]
+    return objects
+
+
+def _deployment(run: SelfPlayRun, role: str, replicas: int, container: dict[str, Any], uid: str | None,
+                pod: dict[str, Any]) -> Manifest:
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(run, name(run, role), role, uid),
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels(run, role)},
+                     "template": {"metadata": {"labels": labels(run, role)},
+                                  "spec": {**pod, "containers": [container]}}}}
+
+
+def _network_policy(run: SelfPlayRun, uid: str | None) -> Manifest:
+    """The run's services take traffic only from the run's own pods; the executor has no egress."""
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(run, name(run, "executor"), "executor", uid),
+            "spec": {"podSelector": {"matchLabels": labels(run, "executor")}, "policyTypes": ["Ingress", "Egress"],
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {f"{API_GROUP}/run": run.metadata.name}}}],
+                                  "ports": [{"port": PORTS["executor"], "protocol": "TCP"}]}],
+                     "egress": []}}

@@ -1,0 +1,156 @@
+"""The operator's pure side: the CRD, the builders and `azr render`, validated against
+Kubernetes' own schemas (kubernetes-validate, pinned version) and the CRD's schema."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from azr_operator.builders import build, service_address
+from azr_operator.crd import custom_resource_definition
+
+from azr.spec import load_run, parse_run
+
+KUBERNETES = "1.32.0"
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+UID = "0c6c3c52-2d4e-4b6a-9e3a-6f1b2f1a9d11"
+
+
+def by_kind(objects):
+    out = {}
+    for o in objects:
+        out.setdefault(o["kind"], []).append(o)
+    return out
+
+
+def named(objects, kind, suffix):
+    return next(o for o in objects if o["kind"] == kind and o["metadata"]["name"].endswith(suffix))
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_rendered_object_is_valid_kubernetes(example):
+    objects = build(load_run(example), uid=UID)
+    assert objects
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+        assert obj["metadata"]["labels"]["azr.dev/run"] == load_run(example).metadata.name
+        assert obj["metadata"]["ownerReferences"][0]["uid"] == UID  # deleting the run deletes it
+
+
+def test_the_crd_is_valid_and_has_status_and_printer_columns():
+    crd = custom_resource_definition()
+    kubernetes_validate.validate(crd, KUBERNETES, strict=True)
+    version = crd["spec"]["versions"][0]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Step", "Ready", "Age"]
+    rules = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
+    assert any("oldSelf.model" in r["rule"] for r in rules) and any("gvisor" in r["rule"] for r in rules)
+
+
+def _json_schema(node):
+    """OpenAPI v3 (nullable) as JSON Schema draft 4, which shares its boolean exclusiveMinimum."""
+    node = {k: _json_schema(v) if isinstance(v, dict) and k != "default" else v for k, v in node.items()
+            if not k.startswith("x-kubernetes")}
+    if "properties" in node:
+        node["properties"] = {k: _json_schema(v) for k, v in node["properties"].items()}
+        node["additionalProperties"] = False  # the API server prunes unknown fields; here they are errors
+    if node.pop("nullable", False):
+        node["type"] = [node["type"], "null"]
+        if "enum" in node:
+            node["enum"] = [*node["enum"], None]
+    return node
+
+
+@pytest.fixture(scope="module")
+def crd_validator():
+    schema = custom_resource_definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = _json_schema(schema)
+    schema["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft4Validator(schema)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_examples_validate_against_the_crd_schema(example, crd_validator):
+    crd_validator.validate(yaml.safe_load(example.read_text()))
+
+
+@pytest.mark.parametrize("path,value", [(("spec", "training", "zeroStage"), 5),
+                                        (("spec", "executor", "sandbox"), "docker"),
+                                        (("spec", "method", "temperature"), 0.0),
+                                        (("spec", "method", "proposalsPerTyp"), 4)])
+def test_invalid_runs_are_rejected_by_the_crd_schema_with_the_field_named(path, value, crd_validator):
+    doc = yaml.safe_load(EXAMPLES[0].read_text())
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    errors = list(crd_validator.iter_errors(doc))
+    assert errors
+    where = [".".join(str(p) for p in e.absolute_path) + " " + e.message for e in errors]
+    assert any(path[-1] in w or ".".join(path[:-1]) in w for w in where), where
+
+
+def test_crd_defaults_are_the_launchers_defaults():
+    """The API server fills what `azr run` would: the same spec both ways."""
+    spec = custom_resource_definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    executor = spec["properties"]["executor"]["properties"]
+    defaults = parse_run({"metadata": {"name": "x"}}).spec
+    assert executor["resources"]["properties"]["cpu"]["default"] == defaults.executor.resources.cpu == "2"
+    assert spec["properties"]["method"]["properties"]["proposalsPerType"]["default"] == defaults.method.proposals_per_type
+
+
+def test_the_executor_is_hardened_and_isolated():
+    run = load_run(EXAMPLES[0])
+    objects = build(run)
+    pod = named(objects, "Deployment", "-executor")["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "gvisor" and pod["automountServiceAccountToken"] is False
+    security = pod["containers"][0]["securityContext"]
+    assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    policy = named(objects, "NetworkPolicy", "-executor")["spec"]
+    assert policy["egress"] == [] and "Egress" in policy["policyTypes"]
+    assert policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {"azr.dev/run": run.metadata.name}
+
+
+def test_services_and_arguments_follow_the_topology():
+    gpu = load_run(EXAMPLES[1])
+    kinds = by_kind(build(gpu))
+    assert {d["metadata"]["name"] for d in kinds["Deployment"]} == {"qwen-coder-3b-executor", "qwen-coder-3b-proposer",
+                                                                   "qwen-coder-3b-solver"}
+    solver = named(kinds["Deployment"], "Deployment", "-solver")
+    assert solver["spec"]["replicas"] == 2
+    assert solver["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    learner = kinds["StatefulSet"][0]
+    args = learner["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert service_address(gpu, "executor") in args and learner["spec"]["replicas"] == 2
+    assert all(s["spec"]["clusterIP"] == "None" for s in kinds["Service"])  # headless
+    cpu = load_run(EXAMPLES[0])
+    assert not any(o["metadata"]["name"].endswith("-solver") for o in build(cpu))  # shareWith: proposer
+
+
+def test_suspend_scales_every_workload_to_zero_and_keeps_storage():
+    run = load_run(EXAMPLES[1])
+    suspended = copy.deepcopy(run)
+    suspended.spec.suspend = True
+    objects = build(suspended)
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    assert workloads and all(o["spec"]["replicas"] == 0 for o in workloads)
+    assert any(o["kind"] == "PersistentVolumeClaim" for o in objects)
+
+
+def test_azr_render_prints_the_objects_and_names_a_bad_field(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(EXAMPLES[1])], capture_output=True, text=True,
+                         check=True).stdout
+    docs = list(yaml.safe_load_all(out))
+    assert [d["kind"] for d in docs] == [o["kind"] for o in build(load_run(EXAMPLES[1]))]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLES[1].read_text().replace("zeroStage: 2", "zeroStage: 7"))
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 2 and "spec.training.zeroStage" in result.stderr
+    crd = yaml.safe_load(subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad), "--crd"],
+                                        capture_output=True, text=True, check=True).stdout)
+    assert crd["kind"] == "CustomResourceDefinition"
