@@ -45,13 +45,19 @@ def test_core_library_imports_no_network_engine_or_operator_library():
 
 
 def test_no_top_level_package_shadows_the_standard_library():
-    for name in ("azr", "azr_executor", "azr_generation", "azr_learner", "azr_launcher", "azr_bench"):
+    for name in ("azr", "azr_executor", "azr_generation", "azr_learner", "azr_launcher", "azr_operator", "azr_bench"):
         assert name not in sys.stdlib_module_names
         importlib.import_module(name)
     import operator
     import sysconfig
 
     assert Path(operator.__file__).parent == Path(sysconfig.get_paths()["stdlib"])
+    # From the repository root too: `python -m ...` puts the current directory first on sys.path,
+    # where the design card's `operator/` folder sits; it must not be an importable package.
+    root = Path(__file__).resolve().parents[2]
+    bare = [sys.executable, "-S", "-m", "platform"]  # -S: no site imports first, as in a fresh venv
+    result = subprocess.run(bare, cwd=root, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_cli_help_lists_the_subcommands():
