@@ -56,9 +56,12 @@ def _meta(run: SelfPlayRun, object_name: str, role: str | None = None, uid: str 
 
 
 def service_address(run: SelfPlayRun, role: str, replica: int = 0) -> str:
-    """Where a role listens in the cluster: its headless Service (DNS lists every ready pod)."""
+    """Where a role listens in the cluster: its headless Service, whose DNS name lists every
+    ready pod. For proposer and solver the learner needs each replica (UpdateWeights goes to
+    all), so their address is `dns:///...`, which the learner expands before every step."""
     namespace = run.metadata.namespace or "default"
-    return f"{name(run, role)}.{namespace}.svc:{PORTS[role]}"
+    address = f"{name(run, role)}.{namespace}.svc:{PORTS[role]}"
+    return f"dns:///{address}" if role in ("proposer", "solver") else address
 
 
 def _resources(r, gpus_key: str = "nvidia.com/gpu") -> dict[str, Any]:

@@ -20,6 +20,7 @@ import json
 import logging
 import queue
 import shutil
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -74,13 +75,14 @@ class Learner:
         self._halt = threading.Event()  # the training thread ended early: the rollout thread stops too
         self.stopped_checkpoint: str = ""
         self.done = threading.Event()
-        self.proposers = [GeneratorClient("proposer", a) for a in endpoints.proposers]
-        self.solvers = [GeneratorClient("solver", a) for a in endpoints.solvers]
+        self.endpoints = endpoints
         # One client per distinct address: a solver sharing the proposer's pool is one engine.
-        self.generators = {c.address: c for c in self.proposers + self.solvers}
+        self._clients: dict[str, GeneratorClient] = {}
+        self._clients_lock = threading.Lock()
         self.executor = ExecutorClient(endpoints.executor)
         self._publish_lock = threading.Lock()
-        self.selfplay = SelfPlay(self.spec.method, _Replicas(self.proposers, self), _Replicas(self.solvers, self), self.executor,
+        self.selfplay = SelfPlay(self.spec.method, _Replicas("proposer", endpoints.proposers, self),
+                                 _Replicas("solver", endpoints.solvers, self), self.executor,
                                  seed=self.spec.training.seed, on_phase=lambda p: self.status.update(phase=p),
                                  should_stop=lambda: self.stop_requested.is_set() or self._halt.is_set())
         self.version = 0
@@ -163,6 +165,21 @@ class Learner:
                 version_changed.notify_all()
             _drain(ready)
             producer.join(timeout=60)
+
+    def clients(self, role: str, endpoints: list[str]) -> list[GeneratorClient]:
+        """The replicas behind `endpoints`: host:port as given, and every address a
+        `dns:///host:port` name resolves to now (a headless Service lists its ready pods)."""
+        addresses = expand_endpoints(endpoints)
+        with self._clients_lock:
+            for address in addresses:
+                if address not in self._clients:
+                    self._clients[address] = GeneratorClient(role, address)
+            return [self._clients[a] for a in addresses]
+
+    @property
+    def generators(self) -> dict[str, GeneratorClient]:
+        current = self.clients("proposer", self.endpoints.proposers) + self.clients("solver", self.endpoints.solvers)
+        return {c.address: c for c in current}
 
     def _halted(self) -> bool:
         return self.stop_requested.is_set() or self._halt.is_set()
@@ -283,8 +300,22 @@ class Learner:
         self.stop_requested.set()
 
     def close(self) -> None:
-        for client in [*self.generators.values(), self.executor]:
+        for client in [*self._clients.values(), self.executor]:
             client.close()
+
+
+def expand_endpoints(endpoints: list[str]) -> list[str]:
+    """host:port stays; dns:///host:port becomes one host:port per address it resolves to."""
+    out: list[str] = []
+    for endpoint in endpoints:
+        if endpoint.startswith("dns:///"):
+            host, _, port = endpoint[len("dns:///"):].rpartition(":")
+            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            addresses = sorted({f"[{i[4][0]}]:{port}" if ":" in i[4][0] else f"{i[4][0]}:{port}" for i in infos})
+            out += [a for a in addresses if a not in out]
+        elif endpoint not in out:
+            out.append(endpoint)
+    return out
 
 
 class _Replicas:
@@ -292,15 +323,16 @@ class _Replicas:
     the learner allows (a replica restarted with the base weights) is thrown away and asked
     again once the replica has the current weights, so no sample of a wrong policy is used."""
 
-    def __init__(self, clients: list[GeneratorClient], learner: Learner):
-        if not clients:
-            raise ValueError("at least one replica is needed")
-        self.clients, self.learner, self.next = clients, learner, 0
+    def __init__(self, role: str, endpoints: list[str], learner: Learner):
+        if not endpoints:
+            raise ValueError(f"at least one {role} replica is needed")
+        self.role, self.endpoints, self.learner, self.next = role, endpoints, learner, 0
         self.lock = threading.Lock()
 
     def generate(self, prompts, n, sampling):
         with self.lock:
-            client = self.clients[self.next % len(self.clients)]
+            clients = self.learner.clients(self.role, self.endpoints)
+            client = clients[self.next % len(clients)]
             self.next += 1
         for _ in range(3):
             groups = client.generate(prompts, n, sampling)

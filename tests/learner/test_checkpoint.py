@@ -58,3 +58,4 @@ def test_a_dangling_latest_pointer_is_reported(tmp_path):
     (tmp_path / "checkpoints" / "latest").write_text("step-000009")
     with pytest.raises(CheckpointError, match="not a complete checkpoint"):
         latest_checkpoint(tmp_path)
+

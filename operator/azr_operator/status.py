@@ -1,0 +1,90 @@
+"""A SelfPlayRun's status as a pure function of what the operator observed.
+
+    Failed     the spec does not validate (the message names the field)
+    Suspended  spec.suspend: every workload at zero, storage kept
+    Pending    the executor's RuntimeClass is missing: nothing can run safely
+    Starting   children exist, not all ready
+    Running    every role ready
+    Complete   the learner reports its last step done
+
+Conditions (Ready, ProposerReady, SolverReady, ExecutorReady, LearnerReady, Suspended,
+Complete, Failed) keep their lastTransitionTime while their status does not change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+ROLE_CONDITIONS = {"proposer": "ProposerReady", "solver": "SolverReady", "executor": "ExecutorReady", "learner": "LearnerReady"}
+
+
+@dataclass
+class Observed:
+    generation: int
+    spec_error: str | None = None
+    suspended: bool = False
+    runtime_class: str = "gvisor"
+    runtime_class_exists: bool = True
+    replicas: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (desired, ready)
+    learner: dict[str, Any] | None = None  # the learner's GetStatus: step, totalSteps, policyVersion, phase, ...
+
+
+def _condition(kind: str, ok: bool, reason: str, message: str, previous: dict[str, dict], now: str, generation: int) -> dict:
+    status = "True" if ok else "False"
+    before = previous.get(kind)
+    changed = before is None or before.get("status") != status
+    return {"type": kind, "status": status, "reason": reason, "message": message, "observedGeneration": generation,
+            "lastTransitionTime": now if changed else before.get("lastTransitionTime", now)}
+
+
+def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str) -> dict[str, Any]:
+    previous = previous or {}
+    old = {c["type"]: c for c in previous.get("conditions", []) if "type" in c}
+    g = observed.generation
+
+    def cond(kind, ok, reason, message=""):
+        return _condition(kind, ok, reason, message, old, now, g)
+
+    if observed.spec_error:
+        return {"observedGeneration": g, "phase": "Failed", "ready": "0/0",
+                "conditions": [cond("Failed", True, "InvalidSpec", observed.spec_error), cond("Ready", False, "InvalidSpec")],
+                "progress": previous.get("progress", {})}
+
+    conditions = []
+    ready_roles = 0
+    for role, (desired, ready) in observed.replicas.items():
+        ok = desired > 0 and ready >= desired
+        ready_roles += ok
+        reason = "Ready" if ok else ("ScaledToZero" if desired == 0 else "Waiting")
+        message = f"{ready}/{desired} ready"
+        if role == "executor" and not observed.runtime_class_exists:
+            ok, reason = False, "RuntimeClassMissing"
+            message = (f"RuntimeClass {observed.runtime_class!r} does not exist: install gVisor and the RuntimeClass "
+                       "(helm value gvisor.runtimeClass.create), or set spec.executor.runtimeClassName")
+        conditions.append(cond(ROLE_CONDITIONS[role], ok, reason, message))
+    all_ready = bool(observed.replicas) and ready_roles == len(observed.replicas) and observed.runtime_class_exists
+
+    learner = observed.learner or {}
+    complete = bool(learner) and learner.get("phase") == "done" and learner.get("step", 0) >= learner.get("totalSteps", 1)
+    if observed.suspended:
+        phase = "Suspended"
+    elif complete:
+        phase = "Complete"
+    elif not observed.runtime_class_exists:
+        phase = "Pending"
+    elif all_ready:
+        phase = "Running"
+    else:
+        phase = "Starting"
+    conditions += [cond("Ready", all_ready and not observed.suspended, phase),
+                   cond("Suspended", observed.suspended, "SpecSuspend" if observed.suspended else "Active"),
+                   cond("Complete", complete, "LastStepDone" if complete else "Training"),
+                   cond("Failed", False, "Healthy")]
+    progress = dict(previous.get("progress", {}))
+    if learner:
+        progress.update({k: learner[k] for k in ("step", "totalSteps", "policyVersion", "phase", "lastCheckpoint", "metrics")
+                         if k in learner})
+    return {"observedGeneration": g, "phase": phase, "conditions": conditions,
+            "replicas": {role: {"desired": d, "ready": r} for role, (d, r) in observed.replicas.items()},
+            "ready": f"{ready_roles}/{len(observed.replicas)}", "progress": progress}

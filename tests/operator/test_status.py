@@ -1,0 +1,46 @@
+"""The SelfPlayRun status state machine (azr_operator.status)."""
+
+from azr_operator.status import Observed, compute_status
+
+READY = {"executor": (1, 1), "proposer": (1, 1), "learner": (1, 1)}
+
+
+def conditions(status):
+    return {c["type"]: c for c in status["conditions"]}
+
+
+def test_phases_follow_what_was_observed():
+    starting = Observed(1, replicas={"executor": (1, 0), "proposer": (1, 1), "learner": (1, 0)})
+    assert compute_status(starting, None, "t0")["phase"] == "Starting"
+    running = compute_status(Observed(1, replicas=READY), None, "t0")
+    assert running["phase"] == "Running" and running["ready"] == "3/3" and conditions(running)["Ready"]["status"] == "True"
+    done = compute_status(Observed(1, replicas=READY, learner={"step": 4, "totalSteps": 4, "phase": "done", "policyVersion": 4}),
+                          None, "t0")
+    assert done["phase"] == "Complete" and done["progress"]["step"] == 4 and done["progress"]["policyVersion"] == 4
+    suspended = compute_status(Observed(2, suspended=True, replicas={r: (0, 0) for r in READY}), None, "t0")
+    assert suspended["phase"] == "Suspended" and conditions(suspended)["Suspended"]["status"] == "True"
+    assert suspended["observedGeneration"] == 2
+
+
+def test_a_missing_runtime_class_is_a_clear_condition():
+    status = compute_status(Observed(1, runtime_class="gvisor", runtime_class_exists=False, replicas=READY), None, "t0")
+    executor = conditions(status)["ExecutorReady"]
+    assert status["phase"] == "Pending" and executor["status"] == "False" and executor["reason"] == "RuntimeClassMissing"
+    assert "gvisor" in executor["message"]
+
+
+def test_an_invalid_spec_fails_with_the_field_named():
+    status = compute_status(Observed(3, spec_error="spec.training.zeroStage: Input should be 0, 1, 2 or 3 (got 7)"), None, "t0")
+    assert status["phase"] == "Failed" and "spec.training.zeroStage" in conditions(status)["Failed"]["message"]
+
+
+def test_transition_times_change_only_on_transitions():
+    first = compute_status(Observed(1, replicas=READY), None, "t0")
+    same = compute_status(Observed(1, replicas=READY), first, "t1")
+    assert conditions(same)["Ready"]["lastTransitionTime"] == "t0"
+    flipped = compute_status(Observed(1, replicas={**READY, "learner": (1, 0)}), same, "t2")
+    assert conditions(flipped)["Ready"]["lastTransitionTime"] == "t2"
+    assert conditions(flipped)["ExecutorReady"]["lastTransitionTime"] == "t0"
+    # Progress survives a poll in which the learner did not answer.
+    with_progress = compute_status(Observed(1, replicas=READY, learner={"step": 2, "totalSteps": 9, "phase": "update"}), None, "t0")
+    assert compute_status(Observed(1, replicas=READY), with_progress, "t1")["progress"]["step"] == 2
