@@ -137,6 +137,9 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
 
     # Executor: gVisor, non-root, read-only, no token, no egress.
     executor = _hardened(_container("executor", plans["executor"], images, spec.executor.resources))
+    # The pod itself is the gVisor sandbox (its RuntimeClass); inside it the workers are
+    # rlimited non-root processes: `runsc do` cannot nest, and the pod has no root to chroot with.
+    executor["args"] += ["--sandbox", "process"]
     executor["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
     objects += [
         _deployment(run, "executor", 0 if suspended else spec.executor.replicas, executor, uid, {

@@ -108,6 +108,7 @@ def test_the_executor_is_hardened_and_isolated():
     objects = build(run)
     pod = named(objects, "Deployment", "-executor")["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == "gvisor" and pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["args"][-2:] == ["--sandbox", "process"]  # inside the gVisor pod
     security = pod["containers"][0]["securityContext"]
     assert security["runAsNonRoot"] and security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert security["capabilities"] == {"drop": ["ALL"]}
