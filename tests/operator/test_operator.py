@@ -1,0 +1,250 @@
+"""The real Kopf operator against kmock's Kubernetes API emulator, over real HTTP.
+
+The emulator stores objects and streams watch events; it runs no controllers, so readiness is
+written into the children's status by the test, and deletion is checked through the owner
+references that the API server's garbage collector follows.
+"""
+
+import asyncio
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS = "azr.dev/v1alpha1/selfplayruns"
+VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+
+
+def api_server_class():
+    """kmock's emulator plus what a real API server does and Kopf relies on: every write gets a
+    new resourceVersion (Kopf's patches test it), and a created object gets a uid and a
+    creation timestamp (owner references need the uid)."""
+    import datetime
+    import itertools
+    import uuid
+
+    import kmock
+
+    class ApiServer(kmock.KubernetesEmulator):
+        _revisions = itertools.count(1)
+
+        async def _handle(self, request):
+            if request.resource is not None and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
+                revision = str(next(self._revisions))
+                data = request.data
+                if request.action == kmock.action.CREATE and isinstance(data, dict):
+                    meta = data.setdefault("metadata", {})
+                    meta.setdefault("uid", str(uuid.uuid4()))
+                    meta.setdefault("generation", 1)
+                    meta.setdefault("creationTimestamp", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+                    meta["resourceVersion"] = revision
+                elif isinstance(data, dict):
+                    data.setdefault("metadata", {})["resourceVersion"] = revision
+                elif isinstance(data, list):
+                    data.append({"op": "add", "path": "/metadata/resourceVersion", "value": revision})
+            return await super()._handle(request)
+
+    return ApiServer
+
+
+class Cluster:
+    """The API server emulator and the operator, in one event loop on a background thread."""
+
+    def __init__(self, kubeconfig: Path):
+        import kmock
+
+        self.kmock = kmock
+        self.emulator = api_server_class()()
+        self.emulator.resources.load_bundled()
+        self.emulator.resources[RUNS] = kmock.ResourceInfo(kind="SelfPlayRun", namespaced=True, subresources={"status"},
+                                                           verbs=VERBS)
+        self.kubeconfig = kubeconfig
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.stop_flag: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
+
+    async def _main(self) -> None:
+        import azr_operator.handlers  # noqa: F401 - registers the handlers
+        import kopf
+
+        # Inside the emulator's own context, API errors are answered as Kubernetes answers them
+        # (404 Status objects), not as 500s; expected 404s are then dropped at exit.
+        async with self.kmock.Server(self.emulator) as server, self._emulator_context():
+            self.kubeconfig.write_text(yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config", "current-context": "emulator",
+                "clusters": [{"name": "emulator", "cluster": {"server": str(server.url)}}],
+                "users": [{"name": "test", "user": {"token": "test"}}],
+                "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}]}))
+            self.stop_flag = asyncio.Event()
+            tasks = await kopf.spawn_tasks(standalone=True, clusterwide=True, stop_flag=self.stop_flag)
+            self.ready.set()
+            try:
+                await kopf.run_tasks(tasks, ignored=set())
+            except asyncio.CancelledError:
+                pass
+
+    def _emulator_context(self):
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def context():
+            async with self.emulator:
+                try:
+                    yield
+                finally:
+                    self.emulator._errors[-1][:] = [e for e in self.emulator._errors[-1]
+                                                    if getattr(e, "status", 500) >= 500]
+
+        return context()
+
+    def start(self) -> None:
+        self.thread.start()
+        assert self.ready.wait(30), "the operator did not start"
+
+    def stop(self) -> None:
+        if self.stop_flag is not None:
+            self.loop.call_soon_threadsafe(self.stop_flag.set)
+        self.thread.join(timeout=30)
+
+    def objects(self, plural: str, namespace: str = "default") -> dict[str, dict]:
+        out = {}
+        for (resource, ns, name), obj in list(self.emulator.objects.items()):
+            if resource.plural == plural and ns == namespace and not obj.deleted:
+                out[name] = dict(obj.raw)
+        return out
+
+    def run(self, name: str, namespace: str = "default") -> dict:
+        return dict(self.emulator.objects[RUNS, namespace, name].raw)
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    kubeconfig = tmp_path_factory.mktemp("kube") / "config"
+    os.environ["KUBECONFIG"] = str(kubeconfig)
+    os.environ["AZR_OPERATOR_INTERVAL"] = "1"
+    c = Cluster(kubeconfig)
+    c.start()
+    yield c
+    c.stop()
+
+
+def kubectl_apply(cluster, doc: dict) -> None:
+    """Create or update a SelfPlayRun through the emulator's HTTP API, as kubectl would."""
+    import lightkube
+    from lightkube.generic_resource import create_namespaced_resource
+
+    resource = create_namespaced_resource("azr.dev", "v1alpha1", "SelfPlayRun", "selfplayruns")
+    client = lightkube.Client(config=lightkube.KubeConfig.from_file(cluster.kubeconfig), field_manager="test")
+    body = resource(doc)
+    try:
+        client.create(body, namespace="default")
+    except lightkube.ApiError:
+        client.patch(resource, doc["metadata"]["name"], {"spec": doc["spec"], "metadata": {"generation": 2}},
+                     namespace="default")
+
+
+def example(path: str, name: str) -> dict:
+    doc = yaml.safe_load((ROOT / path).read_text())
+    doc["metadata"]["name"] = name
+    doc["metadata"]["namespace"] = "default"
+    return doc
+
+
+def test_create_gives_children_and_status(cluster):
+    kubectl_apply(cluster, example("examples/selfplayrun-gpu.yaml", "gpu-run"))
+    wait_for(lambda: "gpu-run-learner" in cluster.objects("statefulsets"), what="the run's objects")  # applied last
+    deployments = cluster.objects("deployments")
+    assert {"gpu-run-executor", "gpu-run-proposer", "gpu-run-solver"} <= set(deployments)
+    assert {"gpu-run-executor"} <= set(cluster.objects("networkpolicies"))
+    owner = deployments["gpu-run-executor"]["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "SelfPlayRun" and owner["name"] == "gpu-run"  # deleting the run deletes its children
+    status = wait_for(lambda: cluster.run("gpu-run").get("status", {}).get("phase") and cluster.run("gpu-run")["status"],
+                      what="a status")
+    # No RuntimeClass in this cluster: a clear condition, not silence.
+    assert status["phase"] == "Pending"
+    executor = next(c for c in status["conditions"] if c["type"] == "ExecutorReady")
+    assert executor["reason"] == "RuntimeClassMissing" and "gvisor" in executor["message"]
+
+
+def test_an_invalid_spec_fails_with_the_field_named(cluster):
+    doc = example("examples/selfplayrun-cpu.yaml", "bad-run")
+    doc["spec"]["training"]["zeroStage"] = 9
+    kubectl_apply(cluster, doc)
+    status = wait_for(lambda: cluster.run("bad-run").get("status", {}).get("phase") and cluster.run("bad-run")["status"],
+                      what="a status")
+    assert status["phase"] == "Failed"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert "spec.training.zeroStage" in failed["message"]
+    assert not any(n.startswith("bad-run-") for n in cluster.objects("deployments"))
+
+
+def patch_run(cluster, name: str, spec: dict, generation: int) -> None:
+    import lightkube
+    from lightkube.generic_resource import create_namespaced_resource
+
+    resource = create_namespaced_resource("azr.dev", "v1alpha1", "SelfPlayRun", "selfplayruns")
+    client = lightkube.Client(config=lightkube.KubeConfig.from_file(cluster.kubeconfig), field_manager="test")
+    # A real API server bumps metadata.generation on a spec change; the emulator is told to.
+    client.patch(resource, name, {"spec": spec, "metadata": {"generation": generation}}, namespace="default")
+
+
+def test_a_spec_change_updates_and_prunes_children(cluster):
+    wait_for(lambda: "gpu-run-solver" in cluster.objects("deployments"), what="the solver")
+    patch_run(cluster, "gpu-run", {"solver": {"replicas": 3}}, 2)
+    wait_for(lambda: cluster.objects("deployments")["gpu-run-solver"]["spec"]["replicas"] == 3, what="3 solver replicas")
+    patch_run(cluster, "gpu-run", {"solver": {"shareWith": "proposer"}}, 3)
+    wait_for(lambda: "gpu-run-solver" not in cluster.objects("deployments") and "gpu-run-solver" not in cluster.objects("services")
+             and "gpu-run-solver" not in cluster.objects("poddisruptionbudgets"), what="the solver pruned")
+    assert "gpu-run-proposer" in cluster.objects("deployments")
+    wait_for(lambda: cluster.run("gpu-run")["status"]["observedGeneration"] == 3, what="observedGeneration 3")
+
+
+def test_suspend_scales_to_zero_keeps_storage_and_resume_restores(cluster):
+    patch_run(cluster, "gpu-run", {"suspend": True}, 4)
+    wait_for(lambda: all(d["spec"]["replicas"] == 0 for n, d in cluster.objects("deployments").items() if n.startswith("gpu-run"))
+             and cluster.objects("statefulsets")["gpu-run-learner"]["spec"]["replicas"] == 0, what="zero replicas")
+    assert "gpu-run-data" in cluster.objects("persistentvolumeclaims")
+    wait_for(lambda: cluster.run("gpu-run")["status"]["phase"] == "Suspended", what="phase Suspended")
+    patch_run(cluster, "gpu-run", {"suspend": False}, 5)
+    wait_for(lambda: cluster.objects("statefulsets")["gpu-run-learner"]["spec"]["replicas"] == 2
+             and cluster.objects("deployments")["gpu-run-proposer"]["spec"]["replicas"] == 1, what="replicas back")
+
+
+def test_ready_children_and_a_runtime_class_make_the_run_running(cluster):
+    import lightkube
+    from lightkube.resources.node_v1 import RuntimeClass
+
+    client = lightkube.Client(config=lightkube.KubeConfig.from_file(cluster.kubeconfig), field_manager="test")
+    client.create(RuntimeClass(metadata={"name": "gvisor"}, handler="runsc"))
+    for plural in ("deployments", "statefulsets"):
+        for name, obj in cluster.objects(plural).items():
+            if name.startswith("gpu-run"):
+                cluster.emulator.objects[f"apps/v1/{plural}", "default", name].patch(
+                    {"status": {"replicas": obj["spec"]["replicas"], "readyReplicas": obj["spec"]["replicas"]}})
+    status = wait_for(lambda: cluster.run("gpu-run")["status"]["phase"] == "Running" and cluster.run("gpu-run")["status"],
+                      what="phase Running")
+    assert status["ready"] == "3/3" and {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+
+
+def test_every_child_is_owned_by_its_run_for_deletion(cluster):
+    uid = cluster.run("gpu-run")["metadata"]["uid"]
+    children = [o for plural in ("deployments", "statefulsets", "services", "configmaps", "persistentvolumeclaims",
+                                 "networkpolicies", "poddisruptionbudgets", "serviceaccounts")
+                for name, o in cluster.objects(plural).items() if name.startswith("gpu-run-")]
+    assert len(children) >= 12
+    assert all(o["metadata"]["ownerReferences"][0]["uid"] == uid for o in children)
