@@ -111,17 +111,22 @@ async def _runtime_class_exists(client, runtime_class: str) -> bool:
         raise
 
 
+def learner_address(run) -> str:
+    """Rank 0 of the learner StatefulSet, which serves the Learner service."""
+    from azr.topology import PORTS
+
+    namespace = run.metadata.namespace or "default"
+    return f"{name(run, 'learner')}-0.{name(run, 'learner')}.{namespace}.svc:{PORTS['learner']}"
+
+
 def _learner_progress(run) -> dict[str, Any] | None:
     """The learner's GetStatus, if it answers within a second."""
     import grpc
 
-    from azr.topology import PORTS
     from azr.v1 import learner_pb2, learner_pb2_grpc
 
-    namespace = run.metadata.namespace or "default"
-    address = f"{name(run, 'learner')}-0.{name(run, 'learner')}.{namespace}.svc:{PORTS['learner']}"
     try:
-        with grpc.insecure_channel(address) as channel:
+        with grpc.insecure_channel(learner_address(run)) as channel:
             s = learner_pb2_grpc.LearnerStub(channel).GetStatus(learner_pb2.LearnerStatusRequest(), timeout=1.0)
     except grpc.RpcError:
         return None

@@ -225,7 +225,34 @@ def test_suspend_scales_to_zero_keeps_storage_and_resume_restores(cluster):
              and cluster.objects("deployments")["gpu-run-proposer"]["spec"]["replicas"] == 1, what="replicas back")
 
 
-def test_ready_children_and_a_runtime_class_make_the_run_running(cluster):
+@pytest.fixture
+def learner_service(monkeypatch):
+    """A real Learner gRPC service (reporting a fixed status) where the operator looks for rank 0."""
+    import threading as th
+    from concurrent import futures
+
+    import azr_operator.handlers as handlers
+    import grpc
+    from azr_learner.learner import Status
+    from azr_learner.server import LearnerService
+
+    from azr.v1 import learner_pb2_grpc
+
+    class Reporting:
+        status = Status(step=3, total_steps=10, policy_version=3, phase="update",
+                        last_checkpoint="/data/checkpoints/step-000003", metrics={"reward.deduction.solve": 0.25})
+        done = th.Event()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    learner_pb2_grpc.add_LearnerServicer_to_server(LearnerService(Reporting()), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    monkeypatch.setattr(handlers, "learner_address", lambda run: f"127.0.0.1:{port}")
+    yield
+    server.stop(0)
+
+
+def test_ready_children_and_a_runtime_class_make_the_run_running(cluster, learner_service):
     import lightkube
     from lightkube.resources.node_v1 import RuntimeClass
 
@@ -239,6 +266,11 @@ def test_ready_children_and_a_runtime_class_make_the_run_running(cluster):
     status = wait_for(lambda: cluster.run("gpu-run")["status"]["phase"] == "Running" and cluster.run("gpu-run")["status"],
                       what="phase Running")
     assert status["ready"] == "3/3" and {c["type"]: c["status"] for c in status["conditions"]}["Ready"] == "True"
+    # Progress comes from the learner's GetStatus.
+    progress = wait_for(lambda: cluster.run("gpu-run")["status"].get("progress", {}).get("step") == 3
+                        and cluster.run("gpu-run")["status"]["progress"], what="progress from the learner")
+    assert progress["policyVersion"] == 3 and progress["lastCheckpoint"].endswith("step-000003")
+    assert progress["metrics"]["reward.deduction.solve"] == 0.25
 
 
 def test_every_child_is_owned_by_its_run_for_deletion(cluster):
