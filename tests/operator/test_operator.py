@@ -280,3 +280,14 @@ def test_every_child_is_owned_by_its_run_for_deletion(cluster):
                 for name, o in cluster.objects(plural).items() if name.startswith("gpu-run-")]
     assert len(children) >= 12
     assert all(o["metadata"]["ownerReferences"][0]["uid"] == uid for o in children)
+
+
+def test_the_objects_the_operator_applied_are_valid_kubernetes(cluster):
+    import kubernetes_validate
+
+    applied = [o for plural in ("deployments", "statefulsets", "services", "configmaps", "persistentvolumeclaims",
+                                "networkpolicies", "poddisruptionbudgets", "serviceaccounts")
+               for name, o in cluster.objects(plural).items() if name.startswith("gpu-run-")]
+    assert applied
+    for obj in applied:
+        kubernetes_validate.validate(obj, "1.32.0", strict=True)
