@@ -9,6 +9,7 @@ files first); engines only apply them.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import math
 import os
@@ -122,15 +123,18 @@ class TransformersEngine(Engine):
 
     def generate(self, prompts, sampling):
         results: list[list[Completion]] = [[] for _ in prompts]
+        # Prompts that differ only in their seed share batches: the batch is seeded with its
+        # first prompt's seed, and its rows draw independent samples (deterministic per batch).
         groups: dict[Sampling, list[int]] = {}
         for index, s in enumerate(sampling):
-            groups.setdefault(s, []).append(index)
-        for params, indexes in groups.items():
+            groups.setdefault(dataclasses.replace(s, seed=None), []).append(index)
+        for unseeded, indexes in groups.items():
             # Longest first, so that each batch pads little; n copies of a prompt go together.
             indexes.sort(key=lambda i: -len(prompts[i]))
-            per_batch = max(1, self.batch_sequences // params.n)
+            per_batch = max(1, self.batch_sequences // unseeded.n)
             for start in range(0, len(indexes), per_batch):
                 chunk = indexes[start:start + per_batch]
+                params = sampling[chunk[0]]
                 for i, group in zip(chunk, self._generate_batch([prompts[i] for i in chunk], params)):
                     results[i] = group
         return results

@@ -9,6 +9,7 @@ SERVING only once the engine is loaded.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import queue
 import threading
@@ -90,7 +91,7 @@ def check_prompts(request: generator_pb2.GenerateRequest) -> None:
 @dataclass
 class _Job:
     prompts: list[list[int]]
-    sampling: Sampling
+    sampling: list[Sampling]  # one per prompt
     future: futures.Future
 
 
@@ -106,8 +107,12 @@ class Batcher:
         self._thread.start()
 
     def submit(self, prompts: list[list[int]], sampling: Sampling) -> futures.Future:
+        """A seeded request's prompt i samples with seed + i: equal prompts in one request
+        (a self-play batch often repeats one) still get different samples, reproducibly."""
+        per_prompt = [sampling if sampling.seed is None else dataclasses.replace(sampling, seed=sampling.seed + i)
+                      for i in range(len(prompts))]
         future: futures.Future = futures.Future()
-        self._queue.put(_Job(prompts, sampling, future))
+        self._queue.put(_Job(prompts, per_prompt, future))
         return future
 
     def _loop(self) -> None:
@@ -129,7 +134,7 @@ class Batcher:
 
     def _run(self, jobs: list[_Job]) -> None:
         prompts = [p for j in jobs for p in j.prompts]
-        sampling = [j.sampling for j in jobs for _ in j.prompts]
+        sampling = [s for j in jobs for s in j.sampling]
         with self._engine_lock:
             version = self.version
             try:

@@ -126,3 +126,17 @@ def test_weight_updates_in_place(stub, model_path, tmp_path):
     shutil.copytree(model_path, original)
     stub.UpdateWeights(generator_pb2.UpdateWeightsRequest(version=version + 2, path=str(original)), timeout=DEADLINE)
     assert _greedy(stub) == (before, version + 2)
+
+
+def test_equal_prompts_in_a_seeded_request_get_different_samples_reproducibly(stub):
+    """Prompt i samples with seed + i. vLLM seeds each request's sampler, so equal prompts
+    under one seed would all get the same sample: a self-play batch often repeats a prompt
+    (every proposer prompt shows the identity triplet while the buffers are empty), and its
+    TRR++ group would then have no variance to learn from."""
+    prompt = prompt_to_proto(solve_prompt(TASK, TaskType.DEDUCTION))
+    request = generator_pb2.GenerateRequest(prompts=[prompt] * 4, n=1, sampling=generator_pb2.SamplingParams(
+        temperature=1.0, top_p=1.0, max_tokens=24, seed=11, has_seed=True))
+    first = [tuple(c.token_ids) for c in stub.Generate(request, timeout=300).completions]
+    assert len(set(first)) > 1, "equal prompts got one sample copied"
+    again = [tuple(c.token_ids) for c in stub.Generate(request, timeout=300).completions]
+    assert again == first  # the same seeds give the same samples

@@ -60,3 +60,4 @@ def test_an_engine_failure_is_unavailable_and_the_server_recovers(served, transf
             stub.Generate(_request(), timeout=60)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE and "injected engine failure" in info.value.details()
     assert len(stub.Generate(_request(), timeout=120).completions) == 2  # the next request is served
+
