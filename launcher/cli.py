@@ -7,7 +7,6 @@ import argparse
 import logging
 import math
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -150,12 +149,3 @@ def run_local(args: argparse.Namespace) -> int:
         console.print(f"done: {run.run_dir}  (azr report {run.run_dir} draws the charts)")
     return code
 
-
-def main(argv=None) -> int:  # pragma: no cover - azr.cli is the entry point
-    parser = argparse.ArgumentParser(prog="azr run")
-    add_run_arguments(parser)
-    return run_local(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -59,6 +59,13 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _plot_per_type(ax, lines: list[dict], prefix: str) -> None:
+    """One curve per task type of the metric `<prefix>.<type>`."""
+    for t in TYPES:
+        xs, ys = _series(lines, f"{prefix}.{t}")
+        ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
+
+
 def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     out.mkdir(parents=True, exist_ok=True)
     steps = [m for m in metrics if m.get("step", 0) > 0]
@@ -74,9 +81,7 @@ def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     made.append(("Rewards", _save(fig, out / "rewards.png")))
 
     fig, ax = _figure("Valid-proposal rate", "share of proposals")
-    for t in TYPES:
-        xs, ys = _series(steps, f"valid_rate.{t}")
-        ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
+    _plot_per_type(ax, steps, "valid_rate")
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7)
     made.append(("Valid proposals", _save(fig, out / "valid_rate.png")))
@@ -92,9 +97,7 @@ def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     made.append(("Solve rates", _save(fig, out / "solve_rate.png")))
 
     fig, ax = _figure("Buffer sizes", "tasks")
-    for t in TYPES:
-        xs, ys = _series(metrics, f"buffer.{t}")
-        ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
+    _plot_per_type(ax, metrics, "buffer")  # the seeding line (step 0) included
     ax.legend(fontsize=7)
     made.append(("Buffers", _save(fig, out / "buffers.png")))
 

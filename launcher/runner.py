@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -41,7 +40,7 @@ LEARNER_STOP_TIMEOUT = 600  # a stop finishes an update in flight and writes a c
 
 
 class RunError(RuntimeError):
-    pass
+    """A service could not start, or died more often than the runner restarts it."""
 
 
 def free_port() -> int:
@@ -227,6 +226,8 @@ def default_run_dir(spec_file: str) -> Path:
 
 
 def which_runsc_missing(run: SelfPlayRun) -> str | None:
-    if run.spec.executor.sandbox.value == "gvisor" and shutil.which("runsc") is None:
+    from azr_executor.pool import runsc_available
+
+    if run.spec.executor.sandbox.value == "gvisor" and not runsc_available():
         return "the executor's sandbox is gvisor but runsc is not on PATH (./install.sh installs it; or set executor.sandbox: process)"
     return None

@@ -6,6 +6,7 @@ references that the API server's garbage collector follows.
 """
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -83,14 +84,10 @@ class Cluster:
             self.stop_flag = asyncio.Event()
             tasks = await kopf.spawn_tasks(standalone=True, clusterwide=True, stop_flag=self.stop_flag)
             self.ready.set()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):  # the stop flag cancels the tasks
                 await kopf.run_tasks(tasks, ignored=set())
-            except asyncio.CancelledError:
-                pass
 
     def _emulator_context(self):
-        import contextlib
-
         @contextlib.asynccontextmanager
         async def context():
             async with self.emulator:
