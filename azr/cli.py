@@ -66,6 +66,17 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return run_render(args)
 
 
+def _cmd_tls(args: argparse.Namespace) -> int:
+    from azr_rpc import TLS_DIR_ENV, make_certificates
+
+    folder = make_certificates(args.dir, args.server_name, args.days)
+    print(f"wrote {folder}/ca.crt, tls.crt and tls.key (certificate for {args.server_name!r}, {args.days} days)")
+    print(f"local runs:  {TLS_DIR_ENV}={folder} azr run ...")
+    print(f"a cluster:   kubectl create secret generic RUN-tls --from-file={folder}/ca.crt "
+          f"--from-file={folder}/tls.crt --from-file={folder}/tls.key  (then spec.security.tlsSecretName: RUN-tls)")
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.bench == "rollout":
         from azr_bench import rollout
@@ -109,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_spec)
 
     from azr_executor.cli import add_exec_arguments, add_serve_executor_arguments
+
+    p = sub.add_parser("tls", help="write a private CA and a certificate for the services' mutual TLS")
+    p.add_argument("dir", help="folder for ca.crt, tls.crt, tls.key")
+    p.add_argument("--server-name", default="azr", help="the name clients check in the certificate (default: azr)")
+    p.add_argument("--days", type=int, default=365)
+    p.set_defaults(func=_cmd_tls)
 
     p = sub.add_parser("exec", help="validate programs or check answers in the sandbox (JSON lines)")
     add_exec_arguments(p)

@@ -19,3 +19,9 @@ def serve_until_signalled(server, health_servicer) -> None:
         continue
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=SHUTDOWN_GRACE_SECONDS).wait()
+
+
+def add_status_address_argument(parser) -> None:
+    """`--status-address`, shared by every `azr serve` role (see azr_rpc.status_server)."""
+    parser.add_argument("--status-address", help="host:port of a plaintext health-only port, for probes that cannot "
+                                                 "speak TLS (off by default)")

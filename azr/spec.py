@@ -138,6 +138,13 @@ class StorageSpec(_Model):
     storage_class_name: str | None = None
 
 
+class SecuritySpec(_Model):
+    tls_secret_name: str | None = Field(None, pattern=r"^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$", max_length=253,
+                                        description="a Secret with ca.crt, tls.crt and tls.key (`azr tls`, or "
+                                                    "cert-manager): the services then speak mutual TLS")
+    tls_server_name: str = Field("azr", min_length=1, description="the name in that certificate that clients check")
+
+
 class SelfPlayRunSpec(_Model):
     model: ModelSpec = Field(default_factory=ModelSpec)
     method: MethodSpec = Field(default_factory=MethodSpec)
@@ -147,6 +154,7 @@ class SelfPlayRunSpec(_Model):
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     learner: LearnerSpec = Field(default_factory=LearnerSpec)
     storage: StorageSpec = Field(default_factory=StorageSpec)
+    security: SecuritySpec = Field(default_factory=SecuritySpec)
     suspend: bool = False
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from azr.spec import SelfPlayRun
 
 ROLES = ("executor", "proposer", "solver", "learner")
 PORTS = {"executor": 50051, "proposer": 50061, "solver": 50062, "learner": 50071}  # the cluster's fixed ports
+STATUS_PORT = 50080  # in a pod under TLS: plaintext health (and the learner's progress) for probes
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import azr_rpc as rpc
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -101,7 +102,7 @@ class Service:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.started_at = time.monotonic()
         if self.channel is None:
-            self.channel = grpc.insecure_channel(self.address)
+            self.channel = rpc.channel(self.address)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

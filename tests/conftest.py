@@ -17,6 +17,13 @@ def model_path():
     return ensure_embedded_model()
 
 
+@pytest.fixture(scope="session")
+def transformers_engine(model_path):
+    from azr_generation.engines import TransformersEngine
+
+    return TransformersEngine(str(model_path), "float32", 2048)
+
+
 def _pool(mode: str) -> SandboxPool:
     if mode == "gvisor" and shutil.which("runsc") is None:
         pytest.fail("runsc is not on PATH: ./install.sh installs it (Debian package runsc)")

@@ -1,10 +1,12 @@
 """Starting real `azr serve` processes for tests, as a user would, and stopping them."""
 
+import os
 import socket
 import subprocess
 import sys
 import time
 
+import azr_rpc as rpc
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,16 +20,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(role: str, log_dir, *args: str):
+def start_server(role: str, log_dir, *args: str, env: dict[str, str] | None = None, tls=None):
     """A real `azr serve <role>` process, as a user would start it; returns (process, channel).
-    The process's `address` attribute is the host:port it serves on."""
+    The process's `address` attribute is the host:port it serves on. `env` is added to the
+    process's environment; `tls` (an azr_rpc.TLS) is what the returned channel presents."""
     port = free_port()
     log = log_dir / f"{role}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", role, *args, "--address", f"127.0.0.1:{port}"],
-                                stdout=out, stderr=subprocess.STDOUT)
+                                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     proc.address = f"127.0.0.1:{port}"
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    channel = rpc.channel(f"127.0.0.1:{port}", tls)
     health = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + START_TIMEOUT
     while True:

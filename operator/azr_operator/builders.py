@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from azr.spec import API_GROUP, API_VERSION, KIND, SelfPlayRun
-from azr.topology import PORTS, plan, roles
+from azr.topology import PORTS, STATUS_PORT, plan, roles
 
 SPEC_MOUNT = "/etc/azr"
+TLS_MOUNT = "/etc/azr-tls"
+OPERATOR_LABELS = {"app.kubernetes.io/name": "azr-operator"}  # the chart's operator pod
 DATA_MOUNT = "/data"
 CACHE_MOUNT = "/cache"
 Manifest = dict[str, Any]
@@ -75,9 +77,9 @@ def _probe(port: int, period: int = 10, failures: int = 3) -> dict[str, Any]:
     return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": failures}
 
 
-def _container(role: str, service_plan, images: Images, resources) -> dict[str, Any]:
+def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resources) -> dict[str, Any]:
     port = PORTS[role]
-    return {
+    container = {
         "name": role,
         "image": images.for_role(role),
         "imagePullPolicy": images.pull_policy,
@@ -86,13 +88,22 @@ def _container(role: str, service_plan, images: Images, resources) -> dict[str, 
         "ports": [{"name": "grpc", "containerPort": port}],
         "env": [{"name": "AZR_CACHE_DIR", "value": CACHE_MOUNT}, {"name": "HOME", "value": CACHE_MOUNT}],
         "resources": _resources(resources),
-        # Model loading (vLLM: minutes) is the start-up probe's; readiness and liveness follow.
-        "startupProbe": _probe(port, period=10, failures=90),
-        "readinessProbe": _probe(port),
-        "livenessProbe": _probe(port, period=20, failures=6),
         "volumeMounts": [{"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
                          {"name": "cache", "mountPath": CACHE_MOUNT}],
     }
+    tls = run.spec.security
+    if tls.tls_secret_name:  # mutual TLS; kubelet's gRPC probes cannot speak it, so they use the status port
+        container["args"] += ["--status-address", f"0.0.0.0:{STATUS_PORT}"]
+        container["ports"].append({"name": "status", "containerPort": STATUS_PORT})
+        container["env"] += [{"name": "AZR_TLS_DIR", "value": TLS_MOUNT},
+                             {"name": "AZR_TLS_SERVER_NAME", "value": tls.tls_server_name}]
+        container["volumeMounts"].append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+        port = STATUS_PORT
+    # Model loading (vLLM: minutes) is the start-up probe's; readiness and liveness follow.
+    container["startupProbe"] = _probe(port, period=10, failures=90)
+    container["readinessProbe"] = _probe(port)
+    container["livenessProbe"] = _probe(port, period=20, failures=6)
+    return container
 
 
 def _hardened(container: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +114,11 @@ def _hardened(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def _volumes(run: SelfPlayRun, cache_limit: str = "20Gi") -> list[dict[str, Any]]:
-    return [{"name": "spec", "configMap": {"name": name(run, "spec")}},
-            {"name": "cache", "emptyDir": {"sizeLimit": cache_limit}}]
+    volumes = [{"name": "spec", "configMap": {"name": name(run, "spec")}},
+               {"name": "cache", "emptyDir": {"sizeLimit": cache_limit}}]
+    if run.spec.security.tls_secret_name:  # readable by the pods' group (fsGroup) only
+        volumes.append({"name": "tls", "secret": {"secretName": run.spec.security.tls_secret_name, "defaultMode": 0o440}})
+    return volumes
 
 
 def _service(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
@@ -136,7 +150,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
     ]
 
     # Executor: gVisor, non-root, read-only, no token, no egress.
-    executor = _hardened(_container("executor", plans["executor"], images, spec.executor.resources))
+    executor = _hardened(_container(run, "executor", plans["executor"], images, spec.executor.resources))
     # The pod itself is the gVisor sandbox (its RuntimeClass); inside it the workers are
     # rlimited non-root processes: `runsc do` cannot nest, and the pod has no root to chroot with.
     executor["args"] += ["--sandbox", "process"]
@@ -144,10 +158,11 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
     objects += [
         _deployment(run, "executor", 0 if suspended else spec.executor.replicas, executor, uid, {
             "runtimeClassName": spec.executor.runtime_class_name, "automountServiceAccountToken": False,
+            "securityContext": {"fsGroup": 65532},
             "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
             "volumes": _volumes(run, "2Gi") + [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}]}),
         _service(run, "executor", uid),
-        _network_policy(run, uid),
+        _network_policy(run, "executor", uid),
         _pdb(run, "executor", uid),
     ]
 
@@ -156,22 +171,24 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
         if role not in roles(run):
             continue
         generator = spec.proposer if role == "proposer" else spec.solver
-        container = _hardened(_container(role, plans[role], images, generator.resources))
+        container = _hardened(_container(run, role, plans[role], images, generator.resources))
         container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
         container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
         container["securityContext"]["readOnlyRootFilesystem"] = False  # vLLM and torch compile caches
         objects += [
             _deployment(run, role, 0 if suspended else generator.replicas, container, uid, {
                 "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
+                "securityContext": {"fsGroup": 65532},
                 "volumes": _volumes(run) + [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
                                             {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data"),
                                                                                        "readOnly": True}}]}),
             _service(run, role, uid),
+            _network_policy(run, role, uid),
             _pdb(run, role, uid),
         ]
 
     # Learner: a StatefulSet of ranks; rank 0 (pod -0) is the rendezvous and drives the loop.
-    container = _hardened(_container("learner", plans["learner"], images, spec.learner.resources))
+    container = _hardened(_container(run, "learner", plans["learner"], images, spec.learner.resources))
     container["securityContext"]["readOnlyRootFilesystem"] = False
     container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT})
     container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
@@ -196,6 +213,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
                           {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data")}},
                           {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]}}}},
         _service(run, "learner", uid),
+        _network_policy(run, "learner", uid),
     ]
     return objects
 
@@ -208,10 +226,17 @@ def _deployment(run: SelfPlayRun, role: str, replicas: int, container: dict[str,
                                   "spec": {**pod, "containers": [container]}}}}
 
 
-def _network_policy(run: SelfPlayRun, uid: str | None) -> Manifest:
-    """The run's services take traffic only from the run's own pods; the executor has no egress."""
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(run, name(run, "executor"), "executor", uid),
-            "spec": {"podSelector": {"matchLabels": labels(run, "executor")}, "policyTypes": ["Ingress", "Egress"],
-                     "ingress": [{"from": [{"podSelector": {"matchLabels": {f"{API_GROUP}/run": run.metadata.name}}}],
-                                  "ports": [{"port": PORTS["executor"], "protocol": "TCP"}]}],
-                     "egress": []}}
+def _network_policy(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
+    """Only the run's own pods reach a role's pods (the learner's ranks talk on every port);
+    the operator may also read the learner's progress. The executor has no egress at all."""
+    same_run = {"podSelector": {"matchLabels": {f"{API_GROUP}/run": run.metadata.name}}}
+    ports = [{"port": PORTS[role], "protocol": "TCP"}, {"port": STATUS_PORT, "protocol": "TCP"}]
+    ingress: list[dict[str, Any]] = [{"from": [same_run], "ports": ports}]
+    if role == "learner":
+        ingress = [{"from": [same_run]},
+                   {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_LABELS}}], "ports": ports}]
+    policy: Manifest = {"podSelector": {"matchLabels": labels(run, role)}, "policyTypes": ["Ingress"], "ingress": ingress}
+    if role == "executor":
+        policy |= {"policyTypes": ["Ingress", "Egress"], "egress": []}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": _meta(run, name(run, role), role, uid),
+            "spec": policy}

@@ -112,11 +112,13 @@ async def _runtime_class_exists(client, runtime_class: str) -> bool:
 
 
 def learner_address(run) -> str:
-    """Rank 0 of the learner StatefulSet, which serves the Learner service."""
-    from azr.topology import PORTS
+    """Rank 0 of the learner StatefulSet, which serves the Learner service: its main port, or
+    under TLS its plaintext status port (read-only progress; the operator holds no certificate)."""
+    from azr.topology import PORTS, STATUS_PORT
 
     namespace = run.metadata.namespace or "default"
-    return f"{name(run, 'learner')}-0.{name(run, 'learner')}.{namespace}.svc:{PORTS['learner']}"
+    port = STATUS_PORT if run.spec.security.tls_secret_name else PORTS["learner"]
+    return f"{name(run, 'learner')}-0.{name(run, 'learner')}.{namespace}.svc:{port}"
 
 
 def _learner_progress(run) -> dict[str, Any] | None:

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from azr.serving import add_status_address_argument
+
 CHUNK = 512  # items per sandbox batch
 
 
@@ -36,6 +38,7 @@ def add_serve_executor_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", dest="run_file", metavar="RUN.yaml", help="a SelfPlayRun: settings come from its spec")
     parser.add_argument("--address", default="127.0.0.1:50051", help="host:port to bind (loopback by default)")
     parser.add_argument("--metrics-port", type=int, default=0, help="Prometheus port (0: off)")
+    add_status_address_argument(parser)
     parser.add_argument("--max-inflight-batches", type=int, help="batches running at once, more are refused (spec: 8)")
     _add_sandbox_arguments(parser)
 

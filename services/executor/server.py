@@ -12,10 +12,11 @@ import argparse
 import logging
 import threading
 import time
-from concurrent import futures
 
+import azr_rpc as rpc
 import grpc
 from azr_executor.engine import CheckItem, DeadlineExceeded, Executor, ValidateItem
+from azr_rpc import TLS, TLSError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
@@ -27,7 +28,8 @@ from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = executor_pb2.DESCRIPTOR.services_by_name["Executor"].full_name
+SERVICE = executor_pb2.DESCRIPTOR.services_by_name["Executor"]
+SERVICE_NAME = SERVICE.full_name
 MAX_MESSAGE_BYTES = 64 * 2**20
 MAX_ITEMS = 4096
 MAX_INPUTS = 64
@@ -163,21 +165,16 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         return response
 
 
-def build_server(executor: Executor, address: str, max_inflight_batches: int
+def build_server(executor: Executor, address: str, max_inflight_batches: int, tls: TLS | None = None
                  ) -> tuple[grpc.Server, int, health.HealthServicer, ExecutorService]:
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_inflight_batches + 4, thread_name_prefix="executor-rpc"),
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
-        maximum_concurrent_rpcs=max_inflight_batches * 4)
+    server = rpc.server(max_inflight_batches + 4, "executor-rpc", MAX_MESSAGE_BYTES,
+                        maximum_concurrent_rpcs=max_inflight_batches * 4)
     service = ExecutorService(executor, max_inflight_batches)
-    executor_pb2_grpc.add_ExecutorServicer_to_server(service, server)
+    rpc.add_servicer(server, service, SERVICE)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot bind {address}")
+    reflection.enable_server_reflection((SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = rpc.add_port(server, address, tls)
     return server, port, health_servicer, service
 
 
@@ -188,18 +185,25 @@ def serve_from_args(args: argparse.Namespace) -> int:
     from azr.spec import SpecError
 
     try:
+        tls = TLS.from_env()
         pool, limits = make_pool_and_limits(args)
-    except SpecError as exc:
+    except (SpecError, TLSError) as exc:
         log.error("%s", exc)
         return 2
-    server, port, health_servicer, _ = build_server(Executor(pool, limits), args.address, args.max_inflight_batches)
+    server, port, health_servicer, _ = build_server(Executor(pool, limits), args.address, args.max_inflight_batches, tls)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
+    status = rpc.status_server(args.status_address, health_servicer) if args.status_address else None
+    if status:
+        status.start()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr=args.address.rsplit(":", 1)[0].strip("[]") or "127.0.0.1")
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving on port %d (sandbox %s, %d workers)", port, pool.mode.value, pool.workers)
+    log.info("serving on port %d (sandbox %s, %d workers, %s)", port, pool.mode.value, pool.workers,
+             "mutual TLS" if tls else "plaintext")
     serve_until_signalled(server, health_servicer)
+    if status:
+        status.stop(grace=None)
     pool.close()
     return 0

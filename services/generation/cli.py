@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from azr.serving import add_status_address_argument
+
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", help="a SelfPlayRun: model and engine come from its spec")
@@ -13,3 +15,4 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-model-len", type=int)
     parser.add_argument("--address", default="127.0.0.1:50061", help="host:port to bind (loopback by default)")
     parser.add_argument("--seed", type=int, default=0)
+    add_status_address_argument(parser)

@@ -18,6 +18,7 @@ from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 
+import azr_rpc as rpc
 import grpc
 from azr_generation.engines import Engine, Sampling
 from azr_generation.weights import WeightsError, check_weights, tensor_shapes
@@ -29,7 +30,8 @@ from azr.v1 import generator_pb2, generator_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name
+SERVICE = generator_pb2.DESCRIPTOR.services_by_name["Generator"]
+SERVICE_NAME = SERVICE.full_name
 MAX_MESSAGE_BYTES = 256 * 2**20
 MAX_PROMPTS = 4096
 MAX_N = 64
@@ -241,6 +243,18 @@ class GeneratorService(generator_pb2_grpc.GeneratorServicer):
                                              policy_version=self.batcher.version, ready=True)
 
 
+def build_server(service: GeneratorService, address: str, tls: rpc.TLS | None = None
+                 ) -> tuple[grpc.Server, int, health.HealthServicer, GeneratorService]:
+    """The server with health NOT_SERVING: the caller attaches the engine, then sets SERVING."""
+    server = rpc.server(16, f"{service.role}-rpc", MAX_MESSAGE_BYTES)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    rpc.add_servicer(server, service, SERVICE)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server, rpc.add_port(server, address, tls), health_servicer, service
+
+
 def serve_from_args(role: str, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
     from azr_generation.engines import make_engine
@@ -255,18 +269,15 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     dtype = args.dtype or (run.spec.model.dtype.value if run.spec.model.dtype.value != "auto" else "float32")
     max_model_len = args.max_model_len or run.spec.model.max_model_len
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"{role}-rpc"),
-                         options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                  ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
-    service = GeneratorService(role, model_name, max_model_len)
-    generator_pb2_grpc.add_GeneratorServicer_to_server(service, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(args.address)
-    if port == 0:
-        raise OSError(f"cannot bind {args.address}")
+    try:
+        tls = rpc.TLS.from_env()
+    except rpc.TLSError as exc:
+        log.error("%s", exc)
+        return 2
+    server, port, health_servicer, service = build_server(GeneratorService(role, model_name, max_model_len), args.address, tls)
+    status = rpc.status_server(args.status_address, health_servicer) if args.status_address else None
+    if status:
+        status.start()
     server.start()  # health answers NOT_SERVING while the engine loads
     path = resolve_model(model_name)
     engine = make_engine(engine_kind, path, dtype, max_model_len, args.seed)
@@ -275,6 +286,8 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
     log.info("serving %s on port %d (%s engine, %s)", role, port, engine.name, path)
     serve_until_signalled(server, health_servicer)
+    if status:
+        status.stop(grace=None)
     if service.batcher:
         service.batcher.close()
     engine.close()

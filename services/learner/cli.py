@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from azr.serving import add_status_address_argument
+
 
 def add_serve_learner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", help="the SelfPlayRun")
@@ -14,3 +16,4 @@ def add_serve_learner_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="total steps (overrides training.steps)")
     parser.add_argument("--model", help="the initial policy (overrides model.name)")
     parser.add_argument("--address", default="127.0.0.1:50071", help="host:port of the Learner service (loopback by default)")
+    add_status_address_argument(parser)

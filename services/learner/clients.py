@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+import azr_rpc as rpc
 import grpc
 from azr_generation.client import prompt_to_proto
 
@@ -35,16 +36,11 @@ class ServiceUnavailable(RuntimeError):
     pass
 
 
-def channel(address: str) -> grpc.Channel:
-    return grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                                   ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)])
-
-
 class _Client:
     def __init__(self, name: str, address: str, timeout: float, retry_seconds: float):
         self.name, self.address = name, address
         self.timeout, self.retry_seconds = timeout, retry_seconds
-        self.channel = channel(address)
+        self.channel = rpc.channel(address, max_message_bytes=MAX_MESSAGE_BYTES)
 
     def _call(self, rpc: Callable[..., T], request, timeout: float | None = None) -> T:
         give_up = time.monotonic() + self.retry_seconds

@@ -13,9 +13,9 @@ import math
 import os
 import signal
 import sys
-from concurrent import futures
 from pathlib import Path
 
+import azr_rpc as rpc
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -24,7 +24,9 @@ from azr.v1 import learner_pb2, learner_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = learner_pb2.DESCRIPTOR.services_by_name["Learner"].full_name
+SERVICE = learner_pb2.DESCRIPTOR.services_by_name["Learner"]
+SERVICE_NAME = SERVICE.full_name
+MAX_MESSAGE_BYTES = 1 << 20  # its requests are tiny
 
 
 class LearnerService(learner_pb2_grpc.LearnerServicer):
@@ -46,6 +48,24 @@ class LearnerService(learner_pb2_grpc.LearnerServicer):
         return learner_pb2.StopResponse(checkpoint=self.learner.status.last_checkpoint)
 
 
+class ReadOnlyLearnerService(LearnerService):
+    """GetStatus for the plaintext status port (the operator reads progress there under TLS);
+    Stop stays on the authenticated port."""
+
+    def Stop(self, request, context):
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, "Stop is served on the learner's main port only")
+
+
+
+def build_server(learner, address: str, tls: rpc.TLS | None = None) -> tuple[grpc.Server, int, health.HealthServicer]:
+    server = rpc.server(4, "learner-rpc", MAX_MESSAGE_BYTES)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    rpc.add_servicer(server, LearnerService(learner), SERVICE)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server, rpc.add_port(server, address, tls), health_servicer
+
+
 def serve_from_args(args: argparse.Namespace) -> int:
     from azr_generation.models import resolve_model
     from azr_learner.learner import Endpoints, Learner
@@ -57,7 +77,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s learner[{rank}] %(levelname)s %(name)s: %(message)s")
     try:
         run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "local"})
-    except SpecError as exc:
+        tls = rpc.TLS.from_env()
+    except (SpecError, rpc.TLSError) as exc:
         print(exc, file=sys.stderr)
         return 2
     if args.steps is not None and args.steps < 1:
@@ -74,14 +95,11 @@ def serve_from_args(args: argparse.Namespace) -> int:
         return 0
 
     learner = Learner(run, run_dir, Endpoints(args.proposer, args.solver or args.proposer, args.executor), policy, args.steps)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="learner-rpc"))
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    learner_pb2_grpc.add_LearnerServicer_to_server(LearnerService(learner), server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(args.address)
-    if port == 0:
-        raise OSError(f"cannot bind {args.address}")
+    server, port, health_servicer = build_server(learner, args.address, tls)
+    status = (rpc.status_server(args.status_address, health_servicer, [(ReadOnlyLearnerService(learner), SERVICE)])
+              if args.status_address else None)
+    if status:
+        status.start()
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -95,4 +113,6 @@ def serve_from_args(args: argparse.Namespace) -> int:
         learner.close()
         health_servicer.enter_graceful_shutdown()
         server.stop(grace=5).wait()
+        if status:
+            status.stop(grace=None)
     return 0

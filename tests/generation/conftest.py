@@ -1,15 +1,8 @@
-"""One converted model, one transformers engine and one vLLM server for the whole session."""
+"""One vLLM server per module (the model and the transformers engine are session fixtures)."""
 
 import pytest
 
 from tests.services import start_server, stop_server
-
-
-@pytest.fixture(scope="session")
-def transformers_engine(model_path):
-    from azr_generation.engines import TransformersEngine
-
-    return TransformersEngine(str(model_path), "float32", 2048)
 
 
 @pytest.fixture(scope="module")

@@ -155,3 +155,42 @@ def test_azr_render_prints_the_objects_and_names_a_bad_field(tmp_path):
     crd = yaml.safe_load(subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad), "--crd"],
                                         capture_output=True, text=True, check=True).stdout)
     assert crd["kind"] == "CustomResourceDefinition"
+
+
+def test_only_the_runs_pods_reach_its_services():
+    run = load_run(EXAMPLES[0])
+    objects = build(run)
+    policies = {o["metadata"]["labels"]["azr.dev/role"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
+    assert set(policies) == {"executor", "proposer", "solver", "learner"} - ({"solver"} if run.spec.solver.share_with else set())
+    same_run = {"podSelector": {"matchLabels": {"azr.dev/run": run.metadata.name}}}
+    for role, policy in policies.items():
+        assert policy["podSelector"]["matchLabels"]["azr.dev/role"] == role
+        assert policy["ingress"][0]["from"] == [same_run]
+    operator = policies["learner"]["ingress"][1]["from"][0]["podSelector"]["matchLabels"]
+    assert operator == {"app.kubernetes.io/name": "azr-operator"}
+
+
+def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_status_port():
+    from azr_operator.handlers import learner_address
+
+    from azr.topology import STATUS_PORT
+
+    run = load_run(EXAMPLES[0])
+    run.spec.security.tls_secret_name = "run-tls"
+    objects = build(run, uid=UID)
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    assert workloads
+    for workload in workloads:
+        pod = workload["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AZR_TLS_DIR"] == "/etc/azr-tls" and env["AZR_TLS_SERVER_NAME"] == "azr"
+        assert {"name": "tls", "secret": {"secretName": "run-tls", "defaultMode": 0o440}} in pod["volumes"]
+        assert pod["securityContext"]["fsGroup"] == 65532  # the key is group-readable only
+        assert container["args"][container["args"].index("--status-address") + 1] == f"0.0.0.0:{STATUS_PORT}"
+        assert container["readinessProbe"]["grpc"]["port"] == STATUS_PORT
+        kubernetes_validate.validate(workload, KUBERNETES, strict=True)
+    assert learner_address(run).endswith(f":{STATUS_PORT}")
+    plain = build(load_run(EXAMPLES[0]))
+    assert not any("--status-address" in o["spec"]["template"]["spec"]["containers"][0]["args"]
+                   for o in plain if o["kind"] == "Deployment")
