@@ -82,6 +82,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from azr_bench import rollout
 
         return rollout.run(args)
+    if args.bench == "learner":
+        from azr_bench import learner
+
+        return learner.run(args)
+    if args.bench == "executor-load":
+        from azr_bench import executor_load
+
+        return executor_load.run(args)
     from azr_bench import executor
 
     return executor.run(args)
@@ -136,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     from azr_bench.executor import add_arguments as add_executor_bench_arguments
 
     add_executor_bench_arguments(benches.add_parser("executor", help="validations per second, sandboxed vs the reference pool"))
+    from azr_bench.executor_load import add_arguments as add_load_bench_arguments
+
+    add_load_bench_arguments(benches.add_parser("executor-load", help="many concurrent clients against one executor: "
+                                                                      "p50/p99, backpressure, correctness"))
+    from azr_bench.learner import add_arguments as add_learner_bench_arguments
+
+    add_learner_bench_arguments(benches.add_parser("learner", help="training tokens per second, the learner's update "
+                                                                  "vs a plain PyTorch loop"))
     from azr_bench.rollout import add_arguments as add_rollout_bench_arguments
 
     add_rollout_bench_arguments(benches.add_parser("rollout", help="tokens per second, vLLM vs transformers, self-play prompts"))

@@ -53,7 +53,9 @@ _SUSPICIOUS = FORBIDDEN_NAMES | FORBIDDEN_MODULES  # any name that may need a cl
 
 # Opcodes, by name so that the analysis follows the interpreter's version.
 _OP = dis.opmap
-_IMPORT_NAME, _IMPORT_FROM, _IMPORT_STAR = _OP["IMPORT_NAME"], _OP["IMPORT_FROM"], _OP["IMPORT_STAR"]
+_IMPORT_NAME, _IMPORT_FROM = _OP["IMPORT_NAME"], _OP["IMPORT_FROM"]
+# `from m import *`: its own opcode up to 3.11, an intrinsic call (INTRINSIC_IMPORT_STAR) since 3.12.
+_IMPORT_STAR, _CALL_INTRINSIC_1, _INTRINSIC_IMPORT_STAR = _OP.get("IMPORT_STAR"), _OP.get("CALL_INTRINSIC_1"), 2
 _LOAD_BUILD_CLASS, _MATCH_CLASS, _EXTENDED_ARG = _OP["LOAD_BUILD_CLASS"], _OP.get("MATCH_CLASS"), _OP["EXTENDED_ARG"]
 _ATTRIBUTE_OPS = {_OP[n] for n in ("LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR") if n in _OP}
 _ATTRIBUTE_STORES = {_OP["STORE_ATTR"], _OP["DELETE_ATTR"]}
@@ -158,13 +160,20 @@ def _code_objects(code: CodeType):
         stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
 
 
+def _imports_star(wordcode: bytes) -> bool:
+    if _IMPORT_STAR is not None:
+        return _IMPORT_STAR in wordcode[::2]
+    return any(wordcode[i] == _CALL_INTRINSIC_1 and wordcode[i + 1] == _INTRINSIC_IMPORT_STAR
+               for i in range(0, len(wordcode), 2))
+
+
 def _forbidden_code(code: CodeType) -> ProgramCheck | None:
     opcodes = code.co_code[::2]  # wordcode: every even byte is an opcode
     if _LOAD_BUILD_CLASS in opcodes:
         return ProgramCheck.reject(ErrorKind.NOT_SINGLE_FUNCTION, "class definitions are not allowed")
     if _MATCH_CLASS is not None and _MATCH_CLASS in opcodes:
         return ProgramCheck.reject(ErrorKind.FORBIDDEN, "class patterns in match statements are not allowed")
-    if _IMPORT_STAR in opcodes:
+    if _imports_star(code.co_code):
         return ProgramCheck.reject(ErrorKind.FORBIDDEN, "forbidden import: from ... import *")
     names = code.co_names
     if not _SUSPICIOUS.intersection(names) and not any(n.startswith("_") or "." in n for n in names) \

@@ -64,7 +64,8 @@ def _status_code(exc: Exception) -> int | None:
 
 
 async def _apply(client, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create the object, or server-side apply it over the existing one (idempotent)."""
+    """Create the object, or server-side apply it over the existing one (idempotent, and safe
+    against an object that appears between the read and the create)."""
     from lightkube import codecs
     from lightkube.types import PatchType
 
@@ -76,8 +77,12 @@ async def _apply(client, manifest: dict[str, Any]) -> dict[str, Any]:
     except Exception as exc:
         if _status_code(exc) != 404:
             raise
-        created = await client.create(obj, namespace=namespace)
-        return created.to_dict() if hasattr(created, "to_dict") else dict(created)
+        try:
+            created = await client.create(obj, namespace=namespace)
+            return created.to_dict() if hasattr(created, "to_dict") else dict(created)
+        except Exception as create_error:  # 409: created meanwhile (by an operator that was replaced): apply over it
+            if _status_code(create_error) != 409:
+                raise
     applied = await client.patch(kind, object_name, manifest, namespace=namespace, patch_type=PatchType.APPLY, force=True)
     return applied.to_dict() if hasattr(applied, "to_dict") else dict(applied)
 

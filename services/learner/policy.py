@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from azr_learner.attention import register as packed_attention
 from azr_learner.loss import ppo_clip_loss, token_log_probs
 
 from azr.selfplay import Sample
@@ -67,10 +68,11 @@ class Packed:
     targets: torch.Tensor         # [N] those response tokens
     old_log_probs: torch.Tensor   # [N]
     advantages: torch.Tensor      # [N] each response's advantage, on each of its tokens
+    lengths: tuple[int, ...]      # of the sequences, in row order
 
 
 def pack_row(samples: Sequence[Sample], old_log_probs: Sequence[Sequence[float]]) -> Packed:
-    ids, positions, predict_at, targets, old, adv = [], [], [], [], [], []
+    ids, positions, predict_at, targets, old, adv, lengths = [], [], [], [], [], [], []
     for s, lp in zip(samples, old_log_probs):
         start, prompt, response = len(ids), list(s.prompt_ids), list(s.response_ids)
         ids += prompt + response
@@ -80,9 +82,11 @@ def pack_row(samples: Sequence[Sample], old_log_probs: Sequence[Sequence[float]]
         targets += response
         old += list(lp)
         adv += [s.advantage] * len(response)
+        lengths.append(len(prompt) + len(response))
     long = torch.long
     return Packed(torch.tensor([ids], dtype=long), torch.tensor([positions], dtype=long), torch.tensor(predict_at, dtype=long),
-                  torch.tensor(targets, dtype=long), torch.tensor(old, dtype=torch.float32), torch.tensor(adv, dtype=torch.float32))
+                  torch.tensor(targets, dtype=long), torch.tensor(old, dtype=torch.float32), torch.tensor(adv, dtype=torch.float32),
+                  tuple(lengths))
 
 
 # A one-token stand-in for ranks with nothing left to do in a collective round (weight 0).
@@ -96,23 +100,20 @@ def world() -> tuple[int, int]:
 
 
 def init_distributed() -> None:
-    """gloo on CPU (DS_ACCELERATOR=cpu), NCCL on GPUs; a single process is a world of one."""
+    """gloo on CPU (DS_ACCELERATOR=cpu), NCCL on GPUs; a single process is a world of one.
+    Ranks started by torchrun or DeepSpeed's launcher find WORLD_SIZE and MASTER_* set."""
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # read when deepspeed is first imported
     import deepspeed
 
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("LOCAL_RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    if "MASTER_PORT" not in os.environ:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if "WORLD_SIZE" not in os.environ and not dist.is_initialized():
+        # A world of one needs no rendezvous: an in-process store, where a TCP store would
+        # listen on every interface of the machine.
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     if not dist.is_initialized():
-        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        deepspeed.init_distributed(dist_backend=backend)
 
 
 class _ClippingAdamW(torch.optim.AdamW):
@@ -150,7 +151,7 @@ class Policy:
         source = load_from or model_path
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         # fp32 master weights; DeepSpeed casts the module for bf16/fp16 and keeps fp32 in the optimizer.
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation=packed_attention())
         model.config.use_cache = False
         stage = training.zero_stage
         precision = training.precision if training.precision is not DType.AUTO else (
@@ -158,7 +159,8 @@ class Policy:
         if precision is DType.BFLOAT16 and not torch.cuda.is_available():
             log.warning("bfloat16 training on CPU is slow here; consider training.precision: float32")
         params = [p for p in model.parameters() if p.requires_grad]
-        adam = {"lr": training.learning_rate, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+        adam = {"lr": training.learning_rate, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                "fused": torch.cuda.is_available()}  # one kernel per step on GPUs
         optimizer = _ClippingAdamW(params, training.grad_clip, **adam) if stage == 0 else torch.optim.AdamW(params, **adam)
         config = {
             "train_micro_batch_size_per_gpu": 1,
@@ -203,7 +205,7 @@ class Policy:
     def _forward(self, row: Packed) -> tuple[torch.Tensor, torch.Tensor]:
         """log p and entropy of the response tokens of one packed row."""
         hidden = self.module.model(input_ids=row.input_ids.to(self.device), position_ids=row.position_ids.to(self.device),
-                                   use_cache=False).last_hidden_state
+                                   use_cache=False, packed_lengths=row.lengths).last_hidden_state
         # Logits only where a response token is predicted: the prompt's would cost vocab x T memory.
         logits = self.module.lm_head(hidden[0, row.predict_at.to(self.device)])
         return token_log_probs(logits.unsqueeze(0), row.targets.to(self.device).unsqueeze(0))

@@ -2,7 +2,9 @@
 
 One short real run (transformers engine, tiny batches) serves the module:
 - it completes a step while its executor is killed once (the runner restarts it);
-- started again on the same run directory it resumes, and Ctrl-C stops it cleanly at a checkpoint;
+- started again on the same run directory it resumes; its proposer (which also serves the
+  solver) is killed mid-generation, comes back with the base weights, gets the current ones,
+  and the step completes with every sample; then Ctrl-C stops the run at a checkpoint;
 - its report renders in headless Chromium.
 """
 
@@ -41,6 +43,24 @@ def service_pids(runner: subprocess.Popen, role: str) -> list[int]:
             if f"serve {role}" in " ".join(c.cmdline())]
 
 
+def learner_progress(runner: subprocess.Popen) -> tuple[int, str] | None:
+    """(step, phase) from the run's learner, over its Learner service; None while it is not up."""
+    import grpc
+
+    from azr.v1 import learner_pb2, learner_pb2_grpc
+
+    for process in psutil.Process(runner.pid).children(recursive=True):
+        command = process.cmdline()
+        if "learner" in command and "--address" in command:
+            with grpc.insecure_channel(command[command.index("--address") + 1]) as channel:
+                try:
+                    s = learner_pb2_grpc.LearnerStub(channel).GetStatus(learner_pb2.LearnerStatusRequest(), timeout=2)
+                except grpc.RpcError:
+                    return None
+                return s.step, s.phase
+    return None
+
+
 @pytest.fixture(scope="module")
 def spec_file(tmp_path_factory, model_path):
     path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
@@ -71,7 +91,12 @@ def first_run(spec_file, tmp_path_factory):
 def test_a_run_completes_a_step_and_survives_a_killed_executor(first_run):
     run_dir, code, output, _ = first_run
     assert code == 0, output[-5000:]
-    assert [m["step"] for m in metrics(run_dir)] == [0, 1]
+    steps = metrics(run_dir)
+    assert [m["step"] for m in steps] == [0, 1]
+    # Every sample once, the killed executor's batch included: B=2 proposals per type, and B
+    # solves per type whose buffer held tasks (a step inserts its valid proposals before solving).
+    solvable = sum(steps[1][f"buffer.{t}"] > 0 for t in ("abduction", "deduction", "induction"))
+    assert steps[1]["samples_trained"] == 3 * 2 + 2 * solvable
     assert (run_dir / "spec.yaml").exists() and (run_dir / "checkpoints" / "latest").read_text() == "step-000001"
     for role in ("executor", "proposer", "learner"):
         assert (run_dir / "logs" / f"{role}.log").exists()
@@ -87,16 +112,38 @@ def test_a_second_run_resumes_and_ctrl_c_stops_it_at_a_checkpoint(first_run, spe
     assert code == 0
     runner = azr("run", "-f", str(spec_file), "--steps", "3", "--run-dir", str(run_dir), "--plain")
     deadline = time.monotonic() + 1200
+    killed_in = None
+    while killed_in is None:  # step 2's first generation request
+        assert runner.poll() is None, runner.stdout.read()
+        assert time.monotonic() < deadline, "the learner never generated"
+        progress = learner_progress(runner)
+        if progress and progress[1] == "propose":  # Monte-Carlo and solving still need the generator after it
+            os.kill(service_pids(runner, "proposer")[0], signal.SIGKILL)
+            killed_in = progress
+        time.sleep(0.2)
     while not any(m["step"] == 2 for m in metrics(run_dir)):
         assert runner.poll() is None, runner.stdout.read()
         assert time.monotonic() < deadline, "step 2 never finished"
         time.sleep(1)
+    # Local mode listens on loopback only: the services, and whatever their libraries open.
+    listening = {(p.cmdline()[4] if len(p.cmdline()) > 4 else p.name(), c.laddr.ip)
+                 for p in psutil.Process(runner.pid).children(recursive=True)
+                 for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+    assert listening and all(ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for _, ip in listening), listening
     runner.send_signal(signal.SIGINT)
     output, _ = runner.communicate(timeout=900)
     assert runner.returncode == 130, output[-5000:]
     assert "resumed from" in (run_dir / "logs" / "learner.log").read_text()
-    assert [m["step"] for m in metrics(run_dir)] == [0, 1, 2]
+    steps = metrics(run_dir)
+    assert [m["step"] for m in steps] == [0, 1, 2]
     assert (run_dir / "checkpoints" / "latest").read_text() == "step-000002"
+    # The killed generator: restarted, retried, brought to the current policy, nothing lost.
+    assert (run_dir / "logs" / "proposer.log").read_text().count("=== ") == 3, killed_in  # run 1, run 2, restart
+    learner_log = (run_dir / "logs" / "learner.log").read_text()
+    assert re.search(r"(proposer|solver) at \S+ serves an old policy; loading version 1", learner_log), killed_in
+    # Every sample once: B=2 proposals per type, and B solves per type whose buffer had tasks.
+    solvable = sum(steps[2][f"buffer.{t}"] > 0 for t in ("abduction", "deduction", "induction"))
+    assert steps[2]["samples_trained"] == 3 * 2 + 2 * solvable
     assert "continues from the last checkpoint" in output
     # Nothing of the run is left running.
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(run_dir) in " ".join(p.info["cmdline"] or [])]

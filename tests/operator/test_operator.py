@@ -18,6 +18,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = "azr.dev/v1alpha1/selfplayruns"
 VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+CHILD_PLURALS = ("deployments", "statefulsets", "services", "configmaps", "persistentvolumeclaims", "networkpolicies",
+                 "poddisruptionbudgets", "serviceaccounts")
 
 
 def api_server_class():
@@ -32,8 +34,18 @@ def api_server_class():
 
     class ApiServer(kmock.KubernetesEmulator):
         _revisions = itertools.count(1)
+        creates: list[tuple[str, str]]  # (plural, name) of every create request, to find duplicates
+        hold: set[str]  # creates of these plurals wait until `released` (a request in flight to kill)
+        held: threading.Event
+        released: threading.Event
 
         async def _handle(self, request):
+            if request.resource is not None and request.action == kmock.action.CREATE and isinstance(request.data, dict):
+                self.creates.append((request.resource.plural, request.data.get("metadata", {}).get("name")))
+                if request.resource.plural in self.hold:
+                    self.held.set()
+                    while not self.released.is_set():
+                        await asyncio.sleep(0.05)
             if request.resource is not None and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
                 revision = str(next(self._revisions))
                 data = request.data
@@ -53,13 +65,17 @@ def api_server_class():
 
 
 class Cluster:
-    """The API server emulator and the operator, in one event loop on a background thread."""
+    """The API server emulator and (unless `operator=False`) the operator, in one event loop
+    on a background thread."""
 
-    def __init__(self, kubeconfig: Path):
+    def __init__(self, kubeconfig: Path, operator: bool = True):
         import kmock
 
         self.kmock = kmock
+        self.operator = operator
         self.emulator = api_server_class()()
+        self.emulator.creates, self.emulator.hold = [], set()
+        self.emulator.held, self.emulator.released = threading.Event(), threading.Event()
         self.emulator.resources.load_bundled()
         self.emulator.resources[RUNS] = kmock.ResourceInfo(kind="SelfPlayRun", namespaced=True, subresources={"status"},
                                                            verbs=VERBS)
@@ -82,6 +98,10 @@ class Cluster:
                 "users": [{"name": "test", "user": {"token": "test"}}],
                 "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "test"}}]}))
             self.stop_flag = asyncio.Event()
+            if not self.operator:
+                self.ready.set()
+                await self.stop_flag.wait()
+                return
             tasks = await kopf.spawn_tasks(standalone=True, clusterwide=True, stop_flag=self.stop_flag)
             self.ready.set()
             with contextlib.suppress(asyncio.CancelledError):  # the stop flag cancels the tasks
@@ -288,3 +308,68 @@ def test_the_objects_the_operator_applied_are_valid_kubernetes(cluster):
     assert applied
     for obj in applied:
         kubernetes_validate.validate(obj, "1.32.0", strict=True)
+
+
+class OperatorProcess:
+    """The operator as the chart runs it (`kopf run ... -m azr_operator.handlers`), a process
+    of its own that a test can kill -9."""
+
+    def __init__(self, kubeconfig: Path, log: Path):
+        import subprocess
+        import sys
+
+        kopf = Path(sys.executable).with_name("kopf")
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "AZR_OPERATOR_INTERVAL": "1"}
+        with open(log, "a") as out:
+            self.proc = subprocess.Popen([str(kopf), "run", "--standalone", "--all-namespaces", "-m", "azr_operator.handlers"],
+                                         env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+
+def test_an_operator_killed_mid_reconcile_is_replaced_without_duplicates(tmp_path):
+    """The first operator dies while the learner's StatefulSet is being created (the children
+    before it exist, the status is not written); the next one finishes the job: every child
+    exactly once, none created twice, and a status."""
+    from azr_operator.builders import build
+
+    from azr.spec import parse_run
+
+    cluster = Cluster(tmp_path / "kubeconfig", operator=False)
+    cluster.emulator.hold = {"statefulsets"}
+    cluster.start()
+    log = tmp_path / "operator.log"
+    try:
+        first = OperatorProcess(cluster.kubeconfig, log)
+        doc = example("examples/selfplayrun-gpu.yaml", "restart-run")
+        kubectl_apply(cluster, doc)
+        assert cluster.emulator.held.wait(60), log.read_text()[-3000:]
+        assert "restart-run-executor" in cluster.objects("deployments")  # mid-reconcile: some children are there
+        first.kill()
+        cluster.emulator.released.set()  # the dead operator's request finishes (or not) on its own
+        assert not cluster.run("restart-run").get("status", {}).get("phase")
+        before = {(plural, name): o["metadata"]["uid"] for plural in CHILD_PLURALS
+                  for name, o in cluster.objects(plural).items() if name.startswith("restart-run-")}
+        assert len(before) >= 5
+
+        second = OperatorProcess(cluster.kubeconfig, log)
+        try:
+            wait_for(lambda: cluster.run("restart-run").get("status", {}).get("phase"), timeout=60, what="a status")
+        finally:
+            second.kill()
+        expected = build(parse_run(doc))
+        for manifest in expected:
+            kind = manifest["kind"].lower()
+            plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+            assert manifest["metadata"]["name"] in cluster.objects(plural), manifest["kind"]
+        after = {(plural, name): o["metadata"]["uid"] for plural in CHILD_PLURALS
+                 for name, o in cluster.objects(plural).items() if name.startswith("restart-run-")}
+        assert len(after) == len(expected)
+        assert all(after[key] == uid for key, uid in before.items())  # re-applied in place, not re-created
+        created = [c for c in cluster.emulator.creates if c[1] and c[1].startswith("restart-run-")]
+        # Only the create in flight when the first operator died was sent twice (its write never landed).
+        assert {c for c in created if created.count(c) > 1} <= {("statefulsets", "restart-run-learner")}
+    finally:
+        cluster.stop()

@@ -1,0 +1,82 @@
+"""Attention over packed rows: every sequence attends causally within itself, nothing more.
+
+A packed micro-batch lays several sequences end to end in one row (`policy.pack_row`).
+transformers would express that as a [T, T] block-diagonal mask: T^2 memory, and SDPA's
+masked kernels spend the FLOPs of one T-long sequence. Here no mask is built. On GPUs in
+bf16/fp16 the whole row goes to Flash Attention's variable-length kernel
+(`torch.nn.attention.varlen`, given the cumulative sequence lengths); elsewhere (CPU, fp32)
+every sequence gets its own causal SDPA call on its slice of the row. Registered with
+transformers as `attn_implementation="azr_packed"`; the lengths come in as `packed_lengths`.
+`AZR_PACKED_ATTENTION=per_sequence` forces the second path (for benchmarks).
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+NAME = "azr_packed"
+
+
+def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,
+                     dropout: float = 0.0, scaling: float | None = None,
+                     packed_lengths: Sequence[int] | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """query [1, heads, T, dim], key and value [1, kv_heads, T, dim] -> [1, T, heads, dim]."""
+    lengths = packed_lengths or [query.shape[2]]
+    assert sum(lengths) == query.shape[2] and attention_mask is None, "a packed row, unpadded"
+    if _varlen is not None and query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0:
+        return _flash_varlen(query, key, value, lengths, scaling), None
+    gqa = query.shape[1] != key.shape[1]
+    outputs, start = [], 0
+    for n in lengths:
+        end = start + n
+        outputs.append(F.scaled_dot_product_attention(query[:, :, start:end], key[:, :, start:end], value[:, :, start:end],
+                                                      dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa))
+        start = end
+    out = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _load_varlen():
+    if os.environ.get("AZR_PACKED_ATTENTION", "auto") == "per_sequence":
+        return None
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return varlen_attn
+
+
+_varlen = _load_varlen()
+
+
+def _flash_varlen(query, key, value, lengths: Sequence[int], scaling: float | None) -> torch.Tensor:
+    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, dim]
+    if k.shape[1] != q.shape[1]:  # grouped-query attention: one key/value head per group of query heads
+        groups = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    cumulative = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=q.device)
+    longest = max(lengths)
+    parameters = inspect.signature(_varlen).parameters
+    causal = {"is_causal": True} if "is_causal" in parameters else {"window_size": (-1, 0)}
+    if "scale" in parameters:
+        causal["scale"] = scaling
+    out = _varlen(q, k, v, cumulative, cumulative, longest, longest, **causal)
+    return out.unsqueeze(0)  # [1, T, heads, dim]
+
+
+def _no_mask(*args, **kwargs) -> None:
+    return None
+
+
+def register() -> str:
+    from transformers import AttentionInterface, AttentionMaskInterface
+
+    AttentionInterface.register(NAME, packed_attention)
+    AttentionMaskInterface.register(NAME, _no_mask)
+    return NAME
