@@ -134,6 +134,20 @@ class _ClippingAdamW(torch.optim.AdamW):
         return super().step(closure)
 
 
+def _compile_pointwise(model):
+    """torch.compile what eager mode runs as chains of memory-bound kernels: each layer's
+    norms and MLP (SwiGLU), with dynamic shapes since every packed row has its own length,
+    and the loss's log-softmax, chosen log-prob and entropy over the vocabulary (returned).
+    Attention (the varlen kernel) and the matrix products are left as they are.
+    `AZR_LEARNER_COMPILE=0` turns this off."""
+    for layer in getattr(getattr(model, "model", None), "layers", []):
+        for name in ("input_layernorm", "post_attention_layernorm", "mlp"):
+            part = getattr(layer, name, None)
+            if part is not None:
+                part.compile(dynamic=True)
+    return torch.compile(token_log_probs, dynamic=True)
+
+
 # --- the policy ------------------------------------------------------------------------------------------
 
 class Policy:
@@ -153,6 +167,9 @@ class Policy:
         # fp32 master weights; DeepSpeed casts the module for bf16/fp16 and keeps fp32 in the optimizer.
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation=packed_attention())
         model.config.use_cache = False
+        self._token_log_probs = token_log_probs
+        if torch.cuda.is_available() and os.environ.get("AZR_LEARNER_COMPILE", "1") != "0":
+            self._token_log_probs = _compile_pointwise(model)
         stage = training.zero_stage
         precision = training.precision if training.precision is not DType.AUTO else (
             DType.BFLOAT16 if torch.cuda.is_available() else DType.FLOAT32)
@@ -208,7 +225,7 @@ class Policy:
                                    use_cache=False, packed_lengths=row.lengths).last_hidden_state
         # Logits only where a response token is predicted: the prompt's would cost vocab x T memory.
         logits = self.module.lm_head(hidden[0, row.predict_at.to(self.device)])
-        return token_log_probs(logits.unsqueeze(0), row.targets.to(self.device).unsqueeze(0))
+        return self._token_log_probs(logits.unsqueeze(0), row.targets.to(self.device).unsqueeze(0))
 
     @torch.no_grad()
     def log_probs(self, samples: Sequence[Sample]) -> list[list[float]]:
