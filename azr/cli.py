@@ -82,6 +82,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from azr_bench import rollout
 
         return rollout.run(args)
+    if args.bench == "all":
+        from azr_bench import all as all_benchmarks
+
+        return all_benchmarks.run(args)
+    if args.bench == "e2e":
+        from azr_bench import e2e
+
+        return e2e.run(args)
     if args.bench == "learner":
         from azr_bench import learner
 
@@ -148,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_load_bench_arguments(benches.add_parser("executor-load", help="many concurrent clients against one executor: "
                                                                       "p50/p99, backpressure, correctness"))
+    from azr_bench.all import add_arguments as add_all_bench_arguments
+    from azr_bench.e2e import add_arguments as add_e2e_bench_arguments
+
+    add_all_bench_arguments(benches.add_parser("all", help="every benchmark, each with its baseline; the table goes to docs/benchmarks.md"))
+    add_e2e_bench_arguments(benches.add_parser("e2e", help="seconds per self-play step, async vs sync mode"))
     from azr_bench.learner import add_arguments as add_learner_bench_arguments
 
     add_learner_bench_arguments(benches.add_parser("learner", help="training tokens per second, the learner's update "

@@ -231,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
                       str(r.refused), str(r.wrong), str(sum(r.errors.values())))
     Console(width=200).print(table)
     print(f"server memory: {rss_before:.0f} MiB before the load, {rss_after:.0f} MiB after")
+    print(f"load_programs_per_s={many.items_per_second:.1f} single_programs_per_s={single.items_per_second:.1f}")
     print(f"load_over_single={many.items_per_second / single.items_per_second:.2f} "
           f"p50_ms={many.percentile(many.call_ms, 0.5):.0f} p99_ms={many.percentile(many.call_ms, 0.99):.0f} "
           f"wrong={many.wrong} errors={sum(many.errors.values())} refused={many.refused} "

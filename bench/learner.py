@@ -204,6 +204,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:20s} {rate:10.0f} tok/s  MFU {mfu:>6s}  peak memory {r['max_memory_gib']:.1f} GiB")
         r.update(tokens_per_second=rate, mfu=(r["flops"] / r["seconds"] / 1e12 / peak) if peak else None)
     ours = results["learner (ours)"]
+    print(f"learner_tokens_per_s={ours['tokens_per_second']:.1f} baseline_tokens_per_s={best['tokens_per_second']:.1f}")
     print(f"learner_over_baseline={ours['tokens_per_second'] / best['tokens_per_second']:.2f} "
           f"learner_mfu={ours['mfu'] if ours['mfu'] is not None else float('nan'):.3f}")
     if args.json:
