@@ -147,22 +147,12 @@ class ExecutorProcess:
 
     def wait_healthy(self, seconds: float = 120) -> None:
         import azr_rpc as rpc
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-        give_up = time.monotonic() + seconds
         with rpc.channel(self.address) as channel:
-            while time.monotonic() < give_up:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the executor exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-                try:
-                    status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        return
-                except grpc.RpcError:
-                    pass
-                time.sleep(0.5)
-        raise RuntimeError(f"the executor did not become healthy in {seconds:.0f} s")
+            try:
+                rpc.wait_serving(channel, seconds, self.proc)
+            except rpc.NotServing as exc:
+                raise RuntimeError(f"the executor is not serving ({exc}): {self.log.read_text()[-2000:]}") from None
 
     def rss_mib(self) -> float:
         """Resident memory of the server and everything it started (the sandbox and workers)."""

@@ -27,7 +27,6 @@ from pathlib import Path
 import azr_rpc as rpc
 import grpc
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from azr.spec import SelfPlayRun, SpecError, load_run
 from azr.topology import ServicePlan, plan
@@ -108,11 +107,7 @@ class Service:
         return self.proc is not None and self.proc.poll() is None
 
     def healthy(self) -> bool:
-        try:
-            response = health_pb2_grpc.HealthStub(self.channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
-        except grpc.RpcError:
-            return False
-        return response.status == health_pb2.HealthCheckResponse.SERVING
+        return rpc.is_serving(self.channel)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.alive():

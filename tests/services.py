@@ -4,12 +4,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import azr_rpc as rpc
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 START_TIMEOUT = 600
 
@@ -31,20 +28,12 @@ def start_server(role: str, log_dir, *args: str, env: dict[str, str] | None = No
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     proc.address = f"127.0.0.1:{port}"
     channel = rpc.channel(f"127.0.0.1:{port}", tls)
-    health = health_pb2_grpc.HealthStub(channel)
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"the {role} server exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING:
-                return proc, channel
-        except grpc.RpcError:
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the {role} server did not become healthy:\n{log.read_text()[-4000:]}")
-        time.sleep(2)
+    try:
+        rpc.wait_serving(channel, START_TIMEOUT, proc, poll_s=2)
+    except rpc.NotServing as exc:
+        proc.kill()
+        pytest.fail(f"the {role} server is not serving ({exc}):\n{log.read_text()[-4000:]}")
+    return proc, channel
 
 
 def stop_server(proc, channel) -> None:

@@ -67,8 +67,15 @@ class VllmEngine(Engine):
             # On the CPU backend this fraction of the machine's memory is reserved (KV cache
             # included); vLLM's GPU default of 0.92 leaves nothing for the learner beside it.
             memory_fraction = float(os.environ.get("AZR_VLLM_MEMORY_FRACTION", "0.9" if torch.cuda.is_available() else "0.3"))
+        scheduling = {}
+        if not torch.cuda.is_available():
+            # A prompt prefilled over several steps has its sampled token thrown away, and vLLM
+            # then rewinds a seeded request's generator, which a CPU generator cannot do: the
+            # whole batch fails ("CPU Generator does not use offset"). Self-play requests are
+            # all seeded, so on CPU every prompt is prefilled in one step.
+            scheduling = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
-                       gpu_memory_utilization=memory_fraction,
+                       gpu_memory_utilization=memory_fraction, **scheduling,
                        worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
         self.tokenizer = self.llm.get_tokenizer()
 

@@ -12,6 +12,7 @@ transformers as `attn_implementation="azr_packed"`; the lengths come in as `pack
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import os
@@ -43,16 +44,26 @@ def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torc
 
 
 def _load_varlen():
+    """torch's Flash varlen kernel and the keyword arguments this torch names causality and
+    scale with (they changed between releases), or (None, None)."""
     if os.environ.get("AZR_PACKED_ATTENTION", "auto") == "per_sequence":
-        return None
+        return None, None
     try:
         from torch.nn.attention.varlen import varlen_attn
     except ImportError:
-        return None
-    return varlen_attn
+        return None, None
+    parameters = inspect.signature(varlen_attn).parameters
+    causal = {"is_causal": True} if "is_causal" in parameters else {"window_size": (-1, 0)}
+    return varlen_attn, (causal, "scale" in parameters)
 
 
-_varlen = _load_varlen()
+_varlen, _varlen_options = _load_varlen()
+
+
+@functools.lru_cache(maxsize=4)
+def _cumulative_lengths(lengths: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """[0, l0, l0+l1, ...] on the device, once per micro-batch rather than once per layer."""
+    return torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=device)
 
 
 def _flash_varlen(query, key, value, lengths: Sequence[int], scaling: float | None) -> torch.Tensor:
@@ -60,13 +71,11 @@ def _flash_varlen(query, key, value, lengths: Sequence[int], scaling: float | No
     if k.shape[1] != q.shape[1]:  # grouped-query attention: one key/value head per group of query heads
         groups = q.shape[1] // k.shape[1]
         k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    cumulative = torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=q.device)
+    cumulative = _cumulative_lengths(tuple(lengths), q.device)
     longest = max(lengths)
-    parameters = inspect.signature(_varlen).parameters
-    causal = {"is_causal": True} if "is_causal" in parameters else {"window_size": (-1, 0)}
-    if "scale" in parameters:
-        causal["scale"] = scaling
-    out = _varlen(q, k, v, cumulative, cumulative, longest, longest, **causal)
+    causal, takes_scale = _varlen_options
+    options = {**causal, "scale": scaling} if takes_scale else causal
+    out = _varlen(q, k, v, cumulative, cumulative, longest, longest, **options)
     return out.unsqueeze(0)  # [1, T, heads, dim]
 
 

@@ -15,6 +15,8 @@ port that carries only health (and, for the learner, read-only progress).
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -24,7 +26,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
-from grpc_health.v1 import health, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 TLS_DIR_ENV = "AZR_TLS_DIR"
 TLS_SERVER_NAME_ENV = "AZR_TLS_SERVER_NAME"
@@ -58,7 +60,7 @@ class TLS:
 
 
 class TLSError(ValueError):
-    pass
+    """The TLS folder is incomplete or unreadable; the message names the file."""
 
 
 def add_port(server: grpc.Server, address: str, tls: TLS | None = None) -> int:
@@ -86,6 +88,32 @@ def channel(target: str, tls: TLS | None = None, max_message_bytes: int | None =
     options.append(("grpc.ssl_target_name_override", tls.server_name))
     credentials = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
     return grpc.secure_channel(target, credentials, options=options)
+
+
+def is_serving(channel_: grpc.Channel, timeout: float = 2.0) -> bool:
+    """Whether the server behind `channel_` answers its health check with SERVING."""
+    try:
+        response = health_pb2_grpc.HealthStub(channel_).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+    except grpc.RpcError:
+        return False
+    return response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class NotServing(RuntimeError):
+    """A server exited, or did not come up in time, while we waited for it."""
+
+
+def wait_serving(channel_: grpc.Channel, seconds: float, process: subprocess.Popen | None = None,
+                 poll_s: float = 0.5) -> None:
+    """Block until the server behind `channel_` is SERVING; raise NotServing if `process`
+    (the server, when we started it) exits first or `seconds` pass."""
+    give_up = time.monotonic() + seconds
+    while not is_serving(channel_, timeout=min(5.0, seconds)):
+        if process is not None and process.poll() is not None:
+            raise NotServing(f"the server exited with {process.returncode}")
+        if time.monotonic() > give_up:
+            raise NotServing(f"not serving after {seconds:.0f} s")
+        time.sleep(poll_s)
 
 
 def server(workers: int, thread_name_prefix: str, max_message_bytes: int,

