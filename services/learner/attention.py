@@ -16,7 +16,8 @@ import functools
 import inspect
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torc
     lengths = packed_lengths or [query.shape[2]]
     assert sum(lengths) == query.shape[2] and attention_mask is None, "a packed row, unpadded"
     if _varlen is not None and query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0:
-        return _flash_varlen(query, key, value, lengths, scaling), None
+        return _varlen(query, key, value, lengths, scaling), None
     gqa = query.shape[1] != key.shape[1]
     outputs, start = [], 0
     for n in lengths:
@@ -43,21 +44,38 @@ def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torc
     return out.transpose(1, 2).contiguous(), None
 
 
-def _load_varlen():
-    """torch's Flash varlen kernel and the keyword arguments this torch names causality and
-    scale with (they changed between releases), or (None, None)."""
-    if os.environ.get("AZR_PACKED_ATTENTION", "auto") == "per_sequence":
-        return None, None
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return None, None
-    parameters = inspect.signature(varlen_attn).parameters
-    causal = {"is_causal": True} if "is_causal" in parameters else {"window_size": (-1, 0)}
-    return varlen_attn, (causal, "scale" in parameters)
+@dataclass(frozen=True)
+class VarlenCall:
+    """torch's Flash varlen kernel and how this torch's release spells its arguments: causality
+    is `is_causal=True` in some releases and `window_size=(-1, 0)` in others; `scale` and
+    `enable_gqa` (grouped-query heads without copying keys and values) are not in every one."""
 
+    kernel: Callable
+    causal: dict
+    takes_scale: bool
+    takes_gqa: bool
 
-_varlen, _varlen_options = _load_varlen()
+    @classmethod
+    def of(cls, kernel: Callable) -> VarlenCall:
+        parameters = inspect.signature(kernel).parameters
+        causal = {"is_causal": True} if "is_causal" in parameters else {"window_size": (-1, 0)}
+        return cls(kernel, causal, "scale" in parameters, "enable_gqa" in parameters)
+
+    def __call__(self, query, key, value, lengths: Sequence[int], scaling: float | None) -> torch.Tensor:
+        """query [1, heads, T, dim], key and value [1, kv_heads, T, dim] -> [1, T, heads, dim]."""
+        q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, dim]
+        options = dict(self.causal)
+        if self.takes_scale:
+            options["scale"] = scaling
+        if k.shape[1] != q.shape[1]:  # grouped-query attention: one key/value head per group of query heads
+            if self.takes_gqa:
+                options["enable_gqa"] = True
+            else:
+                groups = q.shape[1] // k.shape[1]
+                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+        cumulative = _cumulative_lengths(tuple(lengths), q.device)
+        longest = max(lengths)
+        return self.kernel(q, k, v, cumulative, cumulative, longest, longest, **options).unsqueeze(0)
 
 
 @functools.lru_cache(maxsize=4)
@@ -66,17 +84,17 @@ def _cumulative_lengths(lengths: tuple[int, ...], device: torch.device) -> torch
     return torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32, device=device)
 
 
-def _flash_varlen(query, key, value, lengths: Sequence[int], scaling: float | None) -> torch.Tensor:
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [T, heads, dim]
-    if k.shape[1] != q.shape[1]:  # grouped-query attention: one key/value head per group of query heads
-        groups = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-    cumulative = _cumulative_lengths(tuple(lengths), q.device)
-    longest = max(lengths)
-    causal, takes_scale = _varlen_options
-    options = {**causal, "scale": scaling} if takes_scale else causal
-    out = _varlen(q, k, v, cumulative, cumulative, longest, longest, **options)
-    return out.unsqueeze(0)  # [1, T, heads, dim]
+def _load_varlen() -> VarlenCall | None:
+    if os.environ.get("AZR_PACKED_ATTENTION", "auto") == "per_sequence":
+        return None
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return None
+    return VarlenCall.of(varlen_attn)
+
+
+_varlen = _load_varlen()
 
 
 def _no_mask(*args, **kwargs) -> None:
