@@ -29,9 +29,15 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: run from
+    # one (as CI may be), `azr run` would never see the test's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def azr(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "azr.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=kw.pop("cwd", None), **kw)
+                            text=True, cwd=kw.pop("cwd", None), preexec_fn=_default_sigint, **kw)
 
 
 def metrics(run_dir: Path) -> list[dict]:
