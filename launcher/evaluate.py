@@ -108,10 +108,12 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 1
 
+    batch = getattr(engine, "batch_sequences", BATCH)  # a whole engine batch at a time where it has one
+
     def generate(prompts, progress, task) -> list[str]:
         texts = []
-        for start in range(0, len(prompts), BATCH):
-            chunk = [render_prompt(engine.tokenizer, prompt_to_proto(p)) for p in prompts[start:start + BATCH]]
+        for start in range(0, len(prompts), batch):
+            chunk = [render_prompt(engine.tokenizer, prompt_to_proto(p)) for p in prompts[start:start + batch]]
             texts += [group[0].text for group in engine.generate(chunk, [greedy] * len(chunk))]
             progress.advance(task, len(chunk))
         return texts
