@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from azr_learner.attention import packed
 from azr_learner.attention import register as packed_attention
 from azr_learner.loss import ppo_clip_loss, token_log_probs
 
@@ -134,18 +135,30 @@ class _ClippingAdamW(torch.optim.AdamW):
         return super().step(closure)
 
 
-def _compile_pointwise(model):
-    """torch.compile what eager mode runs as chains of memory-bound kernels: each layer's
-    norms and MLP (SwiGLU), with dynamic shapes since every packed row has its own length,
-    and the loss's log-softmax, chosen log-prob and entropy over the vocabulary (returned).
-    Attention (the varlen kernel) and the matrix products are left as they are.
-    `AZR_LEARNER_COMPILE=0` turns this off."""
+def _compile(model, mode: str):
+    """torch.compile the model's repeated layers (dynamic shapes: every packed row has its own
+    length) and the loss's log-softmax, chosen log-prob and entropy over the vocabulary
+    (returned). Modes (`AZR_LEARNER_COMPILE`):
+      layers     each decoder layer whole (norms, projections, RoPE, residual adds, SwiGLU
+                 fused where memory-bound); the varlen attention call stays out of the graph;
+      pointwise  only each layer's norms and MLP;
+      0          nothing.
+    Identical layers share one compiled graph (regional compilation), so compiling costs one
+    layer's worth, not the model's."""
+    if mode == "0":
+        return token_log_probs
     for layer in getattr(getattr(model, "model", None), "layers", []):
+        if mode == "layers":
+            layer.compile(dynamic=True)
+            continue
         for name in ("input_layernorm", "post_attention_layernorm", "mlp"):
             part = getattr(layer, name, None)
             if part is not None:
                 part.compile(dynamic=True)
     return torch.compile(token_log_probs, dynamic=True)
+
+
+COMPILE_MODES = ("layers", "pointwise", "0")
 
 
 # --- the policy ------------------------------------------------------------------------------------------
@@ -167,9 +180,10 @@ class Policy:
         # fp32 master weights; DeepSpeed casts the module for bf16/fp16 and keeps fp32 in the optimizer.
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, attn_implementation=packed_attention())
         model.config.use_cache = False
-        self._token_log_probs = token_log_probs
-        if torch.cuda.is_available() and os.environ.get("AZR_LEARNER_COMPILE", "1") != "0":
-            self._token_log_probs = _compile_pointwise(model)
+        compile_mode = os.environ.get("AZR_LEARNER_COMPILE", "layers" if torch.cuda.is_available() else "0")
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"AZR_LEARNER_COMPILE={compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
+        self._token_log_probs = _compile(model, compile_mode)
         stage = training.zero_stage
         precision = training.precision if training.precision is not DType.AUTO else (
             DType.BFLOAT16 if torch.cuda.is_available() else DType.FLOAT32)
@@ -221,8 +235,9 @@ class Policy:
 
     def _forward(self, row: Packed) -> tuple[torch.Tensor, torch.Tensor]:
         """log p and entropy of the response tokens of one packed row."""
-        hidden = self.module.model(input_ids=row.input_ids.to(self.device), position_ids=row.position_ids.to(self.device),
-                                   use_cache=False, packed_lengths=row.lengths).last_hidden_state
+        with packed(row.lengths):
+            hidden = self.module.model(input_ids=row.input_ids.to(self.device), position_ids=row.position_ids.to(self.device),
+                                       use_cache=False).last_hidden_state
         # Logits only where a response token is predicted: the prompt's would cost vocab x T memory.
         logits = self.module.lm_head(hidden[0, row.predict_at.to(self.device)])
         return self._token_log_probs(logits.unsqueeze(0), row.targets.to(self.device).unsqueeze(0))

@@ -50,3 +50,39 @@ def test_the_call_spells_arguments_as_the_kernel_does():
     new, old = VarlenCall.of(kernel_with_window), VarlenCall.of(kernel_with_is_causal)
     assert (new.causal, new.takes_scale, new.takes_gqa) == ({"window_size": (-1, 0)}, True, True)
     assert (old.causal, old.takes_scale, old.takes_gqa) == ({"is_causal": True}, False, False)
+
+
+def test_whole_layers_compile_once_for_rows_of_any_length_and_match_eager(monkeypatch):
+    """The learner's `layers` compile mode on a two-layer model: lengths reach the attention
+    from the `packed` block, not as arguments, so rows of new lengths and sequence counts reuse
+    the one compiled graph (a recompilation raises), and log-probs match the eager model."""
+    import torch._dynamo
+    from azr_learner.attention import packed, register
+    from azr_learner.policy import _compile
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=97, tie_word_embeddings=True, use_cache=False)
+    torch.manual_seed(0)
+    eager = Qwen2ForCausalLM(config).eval()
+    eager.config._attn_implementation = register()
+    compiled = Qwen2ForCausalLM(config).eval()
+    compiled.load_state_dict(eager.state_dict())
+    compiled.config._attn_implementation = register()
+    torch._dynamo.reset()
+    log_probs = _compile(compiled, "layers")
+
+    def run(model, lengths, log_probs_of):
+        ids = torch.randint(config.vocab_size, (1, sum(lengths)), generator=torch.Generator().manual_seed(sum(lengths)))
+        positions = torch.cat([torch.arange(n) for n in lengths])[None]
+        with packed(lengths), torch.no_grad():
+            logits = model(input_ids=ids, position_ids=positions).logits
+        return log_probs_of(logits[:, :-1], ids[:, 1:])[0]
+
+    from azr_learner.loss import token_log_probs
+
+    rows = [[7, 3, 12], [20, 5], [4, 4, 4, 9, 2]]
+    run(compiled, rows[0], log_probs)  # the one compilation
+    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
+    for lengths in rows:
+        assert torch.allclose(run(compiled, lengths, log_probs), run(eager, lengths, token_log_probs), atol=1e-4)
