@@ -1,6 +1,7 @@
 """`azr report RUN_DIR`: PNG charts of a run and one self-contained HTML page.
 
-Writes into RUN_DIR/report/: rewards.png (per type and role), valid_rate.png, solve_rate.png
+Writes into RUN_DIR/report/: rewards.png (per type and role), format_errors.png (share of
+responses that could not be parsed, per type and role), valid_rate.png, solve_rate.png
 (solve accuracy and mean s-bar per type), buffers.png, phases.png (seconds per phase and step),
 and RUN_DIR/report.html with every chart embedded (no external files or network).
 """
@@ -79,6 +80,15 @@ def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     ax.set_ylim(-1.05, 1.05)
     ax.legend(fontsize=7, ncol=3)
     made.append(("Rewards", _save(fig, out / "rewards.png")))
+
+    fig, ax = _figure("Format errors", "share of responses")
+    for t in TYPES:
+        for role, style in zip(ROLES, ("--", "-")):
+            xs, ys = _series(steps, f"format_error.{t}.{role}")
+            ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, ncol=3)
+    made.append(("Format errors", _save(fig, out / "format_errors.png")))
 
     fig, ax = _figure("Valid-proposal rate", "share of proposals")
     _plot_per_type(ax, steps, "valid_rate")

@@ -177,10 +177,10 @@ def test_the_report_renders_in_headless_chromium(first_run, tmp_path):
     assert result.returncode == 0, result.stderr
     page = run_dir / "report.html"
     assert page.exists()
-    for name in ("rewards", "valid_rate", "solve_rate", "buffers", "phases"):
+    for name in ("rewards", "format_errors", "valid_rate", "solve_rate", "buffers", "phases"):
         assert (run_dir / "report" / f"{name}.png").stat().st_size > 5000
     html = page.read_text()
-    assert html.count("data:image/png;base64,") == 5 and "http" not in html.split("<body>")[1]  # self-contained
+    assert html.count("data:image/png;base64,") == 6 and "http" not in html.split("<body>")[1]  # self-contained
     shot = tmp_path / "shot.png"
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
                     "--window-size=1400,1800", page.as_uri()], capture_output=True, timeout=120, check=True)
