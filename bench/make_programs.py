@@ -3,6 +3,10 @@ from HumanEval's canonical solutions and the first literal case of their tests. 
 dropped: self-play proposals are short functions without them, and both sides of the
 benchmark would otherwise spend their time parsing prose.
 
+Also bench/data/code-reasoning.jsonl, the held-out set of `azr eval --code-reasoning`: the
+same programs with that case's expected output. Self-play never trains on human-written code,
+so these are held out by construction.
+
     python bench/make_programs.py
 """
 
@@ -32,6 +36,12 @@ def main() -> None:
             stream.write(json.dumps({"id": case.task_id, "program": without_docstrings(case.program),
                                      "input": case.inputs[0]}) + "\n")
     print(f"{len(usable)} programs -> {out}")
+    held_out = out.with_name("code-reasoning.jsonl")
+    with open(held_out, "w", encoding="utf-8") as stream:
+        for case in usable:
+            stream.write(json.dumps({"id": case.task_id, "code": without_docstrings(case.program),
+                                     "input": case.inputs[0], "output": case.expected[0]}) + "\n")
+    print(f"{len(usable)} code-reasoning records -> {held_out}")
 
 
 if __name__ == "__main__":
