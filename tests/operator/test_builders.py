@@ -17,6 +17,7 @@ from azr.spec import load_run, parse_run
 
 KUBERNETES = "1.32.0"
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+CPU_PRESET, GPU_PRESET = (next(e for e in EXAMPLES if e.name == f"selfplayrun-{k}.yaml") for k in ("cpu", "gpu"))
 UID = "0c6c3c52-2d4e-4b6a-9e3a-6f1b2f1a9d11"
 
 
@@ -83,7 +84,7 @@ def test_examples_validate_against_the_crd_schema(example, crd_validator):
                                         (("spec", "method", "temperature"), 0.0),
                                         (("spec", "method", "proposalsPerTyp"), 4)])
 def test_invalid_runs_are_rejected_by_the_crd_schema_with_the_field_named(path, value, crd_validator):
-    doc = yaml.safe_load(EXAMPLES[0].read_text())
+    doc = yaml.safe_load(CPU_PRESET.read_text())
     target = doc
     for key in path[:-1]:
         target = target[key]
@@ -104,7 +105,7 @@ def test_crd_defaults_are_the_launchers_defaults():
 
 
 def test_the_executor_is_hardened_and_isolated():
-    run = load_run(EXAMPLES[0])
+    run = load_run(CPU_PRESET)
     objects = build(run)
     pod = named(objects, "Deployment", "-executor")["spec"]["template"]["spec"]
     assert pod["runtimeClassName"] == "gvisor" and pod["automountServiceAccountToken"] is False
@@ -118,7 +119,7 @@ def test_the_executor_is_hardened_and_isolated():
 
 
 def test_services_and_arguments_follow_the_topology():
-    gpu = load_run(EXAMPLES[1])
+    gpu = load_run(GPU_PRESET)
     kinds = by_kind(build(gpu))
     assert {d["metadata"]["name"] for d in kinds["Deployment"]} == {"qwen-coder-3b-executor", "qwen-coder-3b-proposer",
                                                                    "qwen-coder-3b-solver"}
@@ -129,12 +130,12 @@ def test_services_and_arguments_follow_the_topology():
     args = learner["spec"]["template"]["spec"]["containers"][0]["args"]
     assert service_address(gpu, "executor") in args and learner["spec"]["replicas"] == 2
     assert all(s["spec"]["clusterIP"] == "None" for s in kinds["Service"])  # headless
-    cpu = load_run(EXAMPLES[0])
+    cpu = load_run(CPU_PRESET)
     assert not any(o["metadata"]["name"].endswith("-solver") for o in build(cpu))  # shareWith: proposer
 
 
 def test_suspend_scales_every_workload_to_zero_and_keeps_storage():
-    run = load_run(EXAMPLES[1])
+    run = load_run(GPU_PRESET)
     suspended = copy.deepcopy(run)
     suspended.spec.suspend = True
     objects = build(suspended)
@@ -144,12 +145,12 @@ def test_suspend_scales_every_workload_to_zero_and_keeps_storage():
 
 
 def test_azr_render_prints_the_objects_and_names_a_bad_field(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(EXAMPLES[1])], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(GPU_PRESET)], capture_output=True, text=True,
                          check=True).stdout
     docs = list(yaml.safe_load_all(out))
-    assert [d["kind"] for d in docs] == [o["kind"] for o in build(load_run(EXAMPLES[1]))]
+    assert [d["kind"] for d in docs] == [o["kind"] for o in build(load_run(GPU_PRESET))]
     bad = tmp_path / "bad.yaml"
-    bad.write_text(EXAMPLES[1].read_text().replace("zeroStage: 2", "zeroStage: 7"))
+    bad.write_text(GPU_PRESET.read_text().replace("zeroStage: 2", "zeroStage: 7"))
     result = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2 and "spec.training.zeroStage" in result.stderr
     crd = yaml.safe_load(subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad), "--crd"],
@@ -158,7 +159,7 @@ def test_azr_render_prints_the_objects_and_names_a_bad_field(tmp_path):
 
 
 def test_only_the_runs_pods_reach_its_services():
-    run = load_run(EXAMPLES[0])
+    run = load_run(CPU_PRESET)
     objects = build(run)
     policies = {o["metadata"]["labels"]["azr.dev/role"]: o["spec"] for o in objects if o["kind"] == "NetworkPolicy"}
     assert set(policies) == {"executor", "proposer", "solver", "learner"} - ({"solver"} if run.spec.solver.share_with else set())
@@ -175,7 +176,7 @@ def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_stat
 
     from azr.topology import STATUS_PORT
 
-    run = load_run(EXAMPLES[0])
+    run = load_run(CPU_PRESET)
     run.spec.security.tls_secret_name = "run-tls"
     objects = build(run, uid=UID)
     workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
@@ -191,6 +192,6 @@ def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_stat
         assert container["readinessProbe"]["grpc"]["port"] == STATUS_PORT
         kubernetes_validate.validate(workload, KUBERNETES, strict=True)
     assert learner_address(run).endswith(f":{STATUS_PORT}")
-    plain = build(load_run(EXAMPLES[0]))
+    plain = build(load_run(CPU_PRESET))
     assert not any("--status-address" in o["spec"]["template"]["spec"]["containers"][0]["args"]
                    for o in plain if o["kind"] == "Deployment")
