@@ -67,27 +67,27 @@ def _plot_per_type(ax, lines: list[dict], prefix: str) -> None:
         ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
 
 
+def _plot_per_type_and_role(ax, lines: list[dict], prefix: str, ylim: tuple[float, float]) -> None:
+    """One curve per task type and role of `<prefix>.<type>.<role>` (proposer dashed)."""
+    for t in TYPES:
+        for role, style in zip(ROLES, ("--", "-")):
+            xs, ys = _series(lines, f"{prefix}.{t}.{role}")
+            ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
+    ax.set_ylim(*ylim)
+    ax.legend(fontsize=7, ncol=3)
+
+
 def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     out.mkdir(parents=True, exist_ok=True)
     steps = [m for m in metrics if m.get("step", 0) > 0]
     made = []
 
     fig, ax = _figure("Reward per task type and role", "mean reward")
-    for t in TYPES:
-        for role, style in zip(ROLES, ("--", "-")):
-            xs, ys = _series(steps, f"reward.{t}.{role}")
-            ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
-    ax.set_ylim(-1.05, 1.05)
-    ax.legend(fontsize=7, ncol=3)
+    _plot_per_type_and_role(ax, steps, "reward", ylim=(-1.05, 1.05))
     made.append(("Rewards", _save(fig, out / "rewards.png")))
 
     fig, ax = _figure("Format errors", "share of responses")
-    for t in TYPES:
-        for role, style in zip(ROLES, ("--", "-")):
-            xs, ys = _series(steps, f"format_error.{t}.{role}")
-            ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=7, ncol=3)
+    _plot_per_type_and_role(ax, steps, "format_error", ylim=(-0.02, 1.02))
     made.append(("Format errors", _save(fig, out / "format_errors.png")))
 
     fig, ax = _figure("Valid-proposal rate", "share of proposals")
