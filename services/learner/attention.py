@@ -6,8 +6,8 @@ masked kernels spend the FLOPs of one T-long sequence. Here no mask is built. On
 bf16/fp16 the whole row goes to Flash Attention's variable-length kernel
 (`torch.nn.attention.varlen`, given the cumulative sequence lengths); elsewhere (CPU, fp32)
 every sequence gets its own causal SDPA call on its slice of the row. Registered with
-transformers as `attn_implementation="azr_packed"`; the lengths come in as `packed_lengths`,
-or from the enclosing `with packed(lengths):` block. The block is what lets the learner
+transformers as `attn_implementation="azr_packed"`; the lengths come from the enclosing
+`with packed(lengths):` block rather than as an argument. That is what lets the learner
 torch.compile whole decoder layers: this function stays outside the compiled graphs
 (`torch.compiler.disable`), so the lengths, Python ints that change with every micro-batch,
 never reach Dynamo's guards and cause no recompilation.
@@ -46,10 +46,9 @@ def packed(lengths: Sequence[int]) -> Iterator[None]:
 
 @torch.compiler.disable
 def packed_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attention_mask,
-                     dropout: float = 0.0, scaling: float | None = None,
-                     packed_lengths: Sequence[int] | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+                     dropout: float = 0.0, scaling: float | None = None, **kwargs) -> tuple[torch.Tensor, None]:
     """query [1, heads, T, dim], key and value [1, kv_heads, T, dim] -> [1, T, heads, dim]."""
-    lengths = packed_lengths or getattr(_current, "lengths", None) or [query.shape[2]]
+    lengths = getattr(_current, "lengths", None) or [query.shape[2]]
     assert sum(lengths) == query.shape[2] and attention_mask is None, "a packed row, unpadded"
     if _varlen is not None and query.is_cuda and query.dtype in (torch.bfloat16, torch.float16) and dropout == 0.0:
         return _varlen(query, key, value, lengths, scaling), None

@@ -5,7 +5,9 @@ sequence from the cumulative lengths it is given, and must match the per-sequenc
 import pytest
 import torch
 import torch.nn.functional as F
-from azr_learner.attention import VarlenCall, packed_attention
+from azr_learner.attention import VarlenCall, packed, packed_attention, register
+from azr_learner.loss import token_log_probs
+from azr_learner.policy import _compile
 
 LENGTHS = [5, 1, 9, 3]
 
@@ -40,7 +42,8 @@ def test_the_varlen_call_matches_attention_one_sequence_at_a_time(kernel, kv_hea
     query = torch.randn(1, 4, total, 8)
     key, value = torch.randn(1, kv_heads, total, 8), torch.randn(1, kv_heads, total, 8)
     scaling = None if kernel is kernel_with_is_causal else 0.3
-    expected, _ = packed_attention(None, query, key, value, None, scaling=scaling, packed_lengths=LENGTHS)
+    with packed(LENGTHS):
+        expected, _ = packed_attention(None, query, key, value, None, scaling=scaling)
     got = VarlenCall.of(kernel)(query, key, value, LENGTHS, scaling)
     assert got.shape == expected.shape == (1, total, 4, 8)
     torch.testing.assert_close(got, expected)
@@ -57,8 +60,6 @@ def test_whole_layers_compile_once_for_rows_of_any_length_and_match_eager(monkey
     from the `packed` block, not as arguments, so rows of new lengths and sequence counts reuse
     the one compiled graph (a recompilation raises), and log-probs match the eager model."""
     import torch._dynamo
-    from azr_learner.attention import packed, register
-    from azr_learner.policy import _compile
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -78,8 +79,6 @@ def test_whole_layers_compile_once_for_rows_of_any_length_and_match_eager(monkey
         with packed(lengths), torch.no_grad():
             logits = model(input_ids=ids, position_ids=positions).logits
         return log_probs_of(logits[:, :-1], ids[:, 1:])[0]
-
-    from azr_learner.loss import token_log_probs
 
     rows = [[7, 3, 12], [20, 5], [4, 4, 4, 9, 2]]
     run(compiled, rows[0], log_probs)  # the one compilation

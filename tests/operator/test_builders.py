@@ -16,8 +16,9 @@ from azr_operator.crd import custom_resource_definition
 from azr.spec import load_run, parse_run
 
 KUBERNETES = "1.32.0"
-EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
-CPU_PRESET, GPU_PRESET = (next(e for e in EXAMPLES if e.name == f"selfplayrun-{k}.yaml") for k in ("cpu", "gpu"))
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
+CPU_PRESET, GPU_PRESET = EXAMPLES_DIR / "selfplayrun-cpu.yaml", EXAMPLES_DIR / "selfplayrun-gpu.yaml"
 UID = "0c6c3c52-2d4e-4b6a-9e3a-6f1b2f1a9d11"
 
 
