@@ -113,6 +113,10 @@ class Resources(_Model):
 class GeneratorSpec(_Model):
     replicas: int = Field(1, ge=0)
     engine: Engine = Engine.VLLM
+    gpu_memory_fraction: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="vLLM on a GPU: the share of the card's memory the engine takes (weights and KV cache); "
+                    "default 0.9, for a card of its own; lower it where the learner shares the card. Not used on CPU")
     resources: Resources = Field(default_factory=Resources)
     share_with: Literal["proposer"] | None = Field(None, description="solver only: serve both roles from the proposer pool")
 

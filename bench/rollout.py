@@ -65,10 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", default=None, help="default: auto (bfloat16 on a GPU, float32 on CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from azr_generation.engines import TransformersEngine, VllmEngine
+    import torch
+    from azr_generation.engines import TransformersEngine, VllmEngine, resolve_dtype
     from azr_generation.models import resolve_model
 
     from azr.spec import DEFAULT_MODEL
@@ -77,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
     items = workload(args.references, args.proposals, args.samples, args.seed)
     sequences = sum(n for _, n in items)
     print(f"workload: {len(items)} prompts, {sequences} sequences, max {args.max_tokens} tokens each; model {model}")
+    dtype = resolve_dtype(args.dtype or "auto")
+    print(f"dtype {dtype}, device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
     rates = {}
     # vLLM first: it sizes its memory reservation from what is free when it starts.
-    for name, make in (("vllm", lambda: VllmEngine(model, "float32", 4096, args.seed)),
-                       ("transformers", lambda: TransformersEngine(model, "float32", 4096, args.seed))):
+    for name, make in (("vllm", lambda: VllmEngine(model, dtype, 4096, args.seed)),
+                       ("transformers", lambda: TransformersEngine(model, dtype, 4096, args.seed))):
         engine = make()
         rate, tokens, elapsed = measure(engine, items, args.max_tokens, args.seed)
         engine.close()

@@ -83,7 +83,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from azr_executor.engine import CheckItem, Executor, Limits
     from azr_executor.pool import SandboxError, SandboxPool, default_mode
     from azr_generation.client import prompt_to_proto
-    from azr_generation.engines import Sampling, make_engine
+    from azr_generation.engines import Sampling, make_engine, resolve_dtype
     from azr_generation.server import render_prompt
 
     from azr.parsing import parse_response, solver_answer
@@ -98,7 +98,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 2
     spec = run.spec
-    dtype = spec.model.dtype.value if spec.model.dtype.value != "auto" else "float32"
+    dtype = resolve_dtype(spec.model.dtype.value)
     engine = make_engine(args.engine or spec.proposer.engine.value, model, dtype, spec.model.max_model_len, spec.training.seed)
     greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=args.max_tokens)
     try:

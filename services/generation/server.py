@@ -257,7 +257,7 @@ def build_server(service: GeneratorService, address: str, tls: rpc.TLS | None = 
 
 def serve_from_args(role: str, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
-    from azr_generation.engines import make_engine
+    from azr_generation.engines import make_engine, resolve_dtype
     from azr_generation.models import resolve_model
 
     from azr.spec import SelfPlayRun, load_run
@@ -266,8 +266,9 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     role_spec = run.spec.proposer if role == "proposer" else run.spec.solver
     model_name = args.model or run.spec.model.name
     engine_kind = args.engine or role_spec.engine.value
-    dtype = args.dtype or (run.spec.model.dtype.value if run.spec.model.dtype.value != "auto" else "float32")
+    dtype = resolve_dtype(args.dtype or run.spec.model.dtype.value)
     max_model_len = args.max_model_len or run.spec.model.max_model_len
+    memory_fraction = args.gpu_memory_fraction or role_spec.gpu_memory_fraction
 
     try:
         tls = rpc.TLS.from_env()
@@ -280,7 +281,7 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
         status.start()
     server.start()  # health answers NOT_SERVING while the engine loads
     path = resolve_model(model_name)
-    engine = make_engine(engine_kind, path, dtype, max_model_len, args.seed)
+    engine = make_engine(engine_kind, path, dtype, max_model_len, args.seed, memory_fraction)
     service.attach(engine, path)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

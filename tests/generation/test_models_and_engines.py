@@ -61,3 +61,16 @@ def test_mixed_sampling_parameters_in_one_call(transformers_engine, n):
     groups = engine.generate(prompts, [Sampling(n=n, max_tokens=4), Sampling(n=1, temperature=0.0, max_tokens=6)])
     assert [len(g) for g in groups] == [n, 1]
     assert all(len(c.token_ids) <= 4 for c in groups[0]) and len(groups[1][0].token_ids) <= 6
+
+
+def test_dtype_and_memory_share_defaults_follow_the_device(monkeypatch):
+    """No GPU here: `auto` is float32 and vLLM's share is of RAM (0.3 unless overridden); a
+    given dtype passes through unchanged."""
+    from azr_generation.engines import cuda_available, default_memory_fraction, resolve_dtype
+
+    assert not cuda_available()
+    assert resolve_dtype("auto") == "float32" and resolve_dtype("bfloat16") == "bfloat16"
+    monkeypatch.delenv("AZR_VLLM_MEMORY_FRACTION", raising=False)
+    assert (default_memory_fraction(False), default_memory_fraction(True)) == (0.3, 0.9)
+    monkeypatch.setenv("AZR_VLLM_MEMORY_FRACTION", "0.2")
+    assert default_memory_fraction(False) == 0.2

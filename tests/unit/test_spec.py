@@ -39,6 +39,13 @@ def test_cpu_preset_is_sized_for_a_small_machine():
     assert spec.model.dtype.value == "float32" and spec.solver.share_with == "proposer"
 
 
+def test_one_gpu_preset_shares_the_card_between_vllm_and_the_learner():
+    spec = load_run(next(p for p in EXAMPLES if p.name == "selfplayrun-1gpu.yaml")).spec
+    assert spec.proposer.engine.value == "vllm" and spec.solver.share_with == "proposer"
+    assert spec.proposer.gpu_memory_fraction is not None and spec.proposer.gpu_memory_fraction <= 0.5
+    assert spec.model.dtype.value == "bfloat16" and spec.learner.resources.gpus == 1
+
+
 def _base(**spec):
     return {"apiVersion": "azr.dev/v1alpha1", "kind": "SelfPlayRun", "metadata": {"name": "r"}, "spec": spec}
 
@@ -49,6 +56,7 @@ def _base(**spec):
     (_base(executor={"sandbox": "docker"}), "spec.executor.sandbox"),
     (_base(training={"zeroStage": 5}), "spec.training.zeroStage"),
     (_base(solver={"shareWith": "learner"}), "spec.solver.shareWith"),
+    (_base(proposer={"gpuMemoryFraction": 1.5}), "spec.proposer.gpuMemoryFraction: Input should be less than or equal to 1"),
     ({**_base(), "kind": "Pod"}, "kind"),
     ({**_base(), "metadata": {"name": "Bad_Name"}}, "metadata.name"),
     ({**_base(), "metadata": {}}, "metadata.name: Field required"),

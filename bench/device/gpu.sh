@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# On the lent GPU machine (no network, 10 minutes a command, /tmp kept while it stays warm):
+# the steps of a GPU session, each one `run` call. Results go to $OUT.
+#
+#   bash bench/device/gpu.sh stash                 keep this call's carried parts (bench/device/pack.sh)
+#   bash bench/device/gpu.sh smoke                 unpack, convert the model, a CUDA kernel, then the
+#                                                  Generator contract tests on GPU vLLM (generate,
+#                                                  log-probs, per-prompt seeds, in-place reload)
+#   bash bench/device/gpu.sh rollout [ARGS]        azr bench rollout: vLLM against transformers
+#   bash bench/device/gpu.sh segment SECONDS [SPEC]  azr run until done or SECONDS, then Ctrl-C
+#                                                  (the next segment resumes from the checkpoint)
+#   bash bench/device/gpu.sh eval NAME [MODEL]     HumanEval and the held-out code-reasoning set
+#
+# Each step sources bench/device/setup.sh, which unpacks whatever bundle is complete.
+set -u
+source bench/device/setup.sh || exit 1
+RUN_DIR=/tmp/azr-run
+azr() { python3 -m azr.cli "$@"; }
+
+case "${1:-}" in
+  stash)
+    nvidia-smi -L
+    ;;
+  smoke)
+    python3 -c "import torch; x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16); print(torch.__version__, torch.cuda.get_device_name(), float((x @ x).float().abs().mean()))" || exit 1
+    python3 -c "import vllm, deepspeed, grpc, google.protobuf; print('vllm', vllm.__version__, 'deepspeed', deepspeed.__version__, 'grpc', grpc.__version__, 'protobuf', google.protobuf.__version__)" || exit 1
+    python3 -c "from azr_generation.models import ensure_embedded_model; print(ensure_embedded_model())" || exit 1
+    python3 -m pytest -p no:cacheprovider -q tests/generation/test_generator_service.py 2>&1 | tee $OUT/smoke-pytest.txt
+    mkdir -p $OUT/logs && cp /tmp/pytest-of-root/pytest-*/vllm*/proposer.log $OUT/logs/ 2>/dev/null
+    ;;
+  rollout)
+    shift
+    azr bench rollout "$@" 2>&1 | grep -v "^\s*$" | tee $OUT/rollout.txt
+    ;;
+  segment)
+    seconds=$2 spec=${3:-examples/selfplayrun-1gpu.yaml}
+    started=$(date +%s)
+    timeout -s INT -k 90 "$seconds" python3 -m azr.cli run -f "$spec" --run-dir $RUN_DIR --plain > $OUT/segment.log 2>&1
+    echo "azr run exit $? after $(( $(date +%s) - started )) s"
+    tail -n 30 $OUT/segment.log
+    cp $RUN_DIR/metrics.jsonl $RUN_DIR/spec.yaml $OUT/ 2>/dev/null
+    tar czf $OUT/logs.tgz -C $RUN_DIR logs
+    ls $RUN_DIR/checkpoints
+    ;;
+  eval)
+    name=$2 model=${3:-} spec=${4:-examples/selfplayrun-1gpu.yaml}
+    azr eval -f "$spec" ${model:+--model $model} 2>&1 | grep -v "^\s*$" | tee $OUT/eval-$name-humaneval.txt
+    azr eval -f "$spec" ${model:+--model $model} --code-reasoning bench/data/code-reasoning.jsonl 2>&1 \
+      | tee $OUT/eval-$name-code-reasoning.txt
+    ;;
+  *)
+    echo "usage: $0 stash | smoke | rollout [ARGS] | segment SECONDS [SPEC] | eval NAME [MODEL [SPEC]]" >&2; exit 2 ;;
+esac
