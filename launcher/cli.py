@@ -34,7 +34,37 @@ def _fmt(value, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def live_view(run, status, waiting: list[str] | None, started: float) -> Group:
+def example_lines(examples: list[dict], width: int = 100) -> list[str]:
+    """One line per task type: a task the model proposed that was valid, else why one was not,
+    then how one answer was graded."""
+    def short(text) -> str:
+        flat = " ".join(str(text).split())
+        return flat if len(flat) <= width else flat[:width - 3] + "..."
+
+    lines = []
+    for t in ("deduction", "abduction", "induction"):
+        mine = [e for e in examples if e["type"] == t]
+        valid = next((e for e in mine if e["kind"] == "valid"), None)
+        rejected = next((e for e in mine if e["kind"] == "rejected"), None)
+        graded = next((e for e in mine if e["kind"] in ("correct", "wrong")), None)
+        if valid:
+            shown = valid.get("message") or f"{valid.get('program', '')}  on {valid.get('input')} -> {valid.get('output')}"
+            lines.append(f"{t} proposed: {short(shown)}")
+        elif rejected:
+            lines.append(f"{t} rejected: {short(rejected.get('reason', ''))}")
+        if graded:
+            lines.append(f"{t} answer {graded['kind']}: {short(graded.get('answer') or graded.get('response') or '')}")
+    return lines
+
+
+def last_examples(run_dir) -> list[dict]:
+    from azr_launcher.report import read_examples
+
+    records = read_examples(run_dir)
+    return records[-1]["examples"] if records else []
+
+
+def live_view(run, status, waiting: list[str] | None, started: float, examples: list[dict] | None = None) -> Group:
     header = Table.grid(padding=(0, 2))
     elapsed = time.monotonic() - started
     services = "  ".join(f"{s.role}:{'up' if s.alive() else 'down'}" + (f" (restarted {s.restarts}x)" if s.restarts else "")
@@ -57,7 +87,10 @@ def live_view(run, status, waiting: list[str] | None, started: float) -> Group:
     table.add_row("valid proposals", *[_fmt(m.get(f"valid_rate.{t}")) for t in ("deduction", "abduction", "induction")])
     table.add_row("solve accuracy", *[_fmt(m.get(f"accuracy.{t}")) for t in ("deduction", "abduction", "induction")])
     table.add_row("buffer", *[_fmt(m.get(f"buffer.{t}"), 0) for t in ("deduction", "abduction", "induction")])
-    return Group(header, line, table)
+    if not examples:
+        return Group(header, line, table)
+    return Group(header, line, table, Text("last step, as the model wrote it:", style="bold"),
+                 *[Text(x, style="dim") for x in example_lines(examples)])
 
 
 def summary_table(metrics: list[dict]) -> Table:
@@ -117,16 +150,20 @@ def run_local(args: argparse.Namespace) -> int:
         run.start(on_wait=lambda pending: (waiting.__setitem__(slice(None), pending),
                                            live.update(live_view(run, None, waiting, started)) if live else None))
         waiting.clear()
-        last_step = -1
+        last_step, examples = -1, []
         while not run.stopping.is_set():
             if run.supervise_once():
                 break
             status = run.status()
-            if live:
-                live.update(live_view(run, status, None, started))
-            elif status is not None and status.step != last_step:
+            if status is not None and status.step != last_step:
                 last_step = status.step
-                console.print(f"step {status.step}/{status.total_steps} phase {status.phase} v{status.policy_version}")
+                examples = last_examples(run.run_dir)
+                if not live:
+                    console.print(f"step {status.step}/{status.total_steps} phase {status.phase} v{status.policy_version}")
+                    for text in example_lines(examples):
+                        console.print(f"  {text}", markup=False, highlight=False)
+            if live:
+                live.update(live_view(run, status, None, started, examples))
             time.sleep(1.0)
         interrupted = run.stopping.is_set()
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import json
 import math
 import sys
 from pathlib import Path
@@ -137,6 +138,51 @@ def _summary_rows(metrics: list[dict]) -> list[tuple[str, str, str]]:
     return [(k, fmt(steps[0].get(k)), fmt(steps[-1].get(k))) for k in keys]
 
 
+KINDS = ("valid", "rejected", "correct", "wrong")
+
+
+def read_examples(run_dir: Path) -> list[dict]:
+    """examples.jsonl: per step, a few proposals (valid, rejected with the reason) and graded answers."""
+    path = Path(run_dir) / "examples.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _example_html(example: dict) -> str:
+    def code(text) -> str:
+        return f"<pre>{html.escape(str(text))}</pre>" if text not in (None, "") else ""
+
+    kind = example["kind"]
+    task = example.get("task", example)
+    if "pairs" in task:
+        shown = code(task.get("message", "")) + code("\n".join(f"{i}  ->  {o}" for i, o in task["pairs"]))
+    else:
+        shown = code(task.get("program", "")) + (code(f"input:  {task['input']}\noutput: {task['output']}") if "input" in task else "")
+    if kind == "rejected":
+        body = f"<p class='reason'>{html.escape(example.get('reason') or 'rejected')}</p>" + code(example.get("response"))
+    elif kind == "valid":
+        body = shown
+    else:
+        answer = example.get("answer")
+        body = shown + (f"<p>answer{'' if example.get('formatted') else ' (badly formatted)'}:</p>" + code(answer)
+                        if answer else "<p>no answer could be read from:</p>" + code(example.get("response")))
+    return f"<div class='example {kind}'><h4>{html.escape(example['type'])}: {kind}</h4>{body}</div>"
+
+
+def _examples_section(run_dir: Path) -> str:
+    records = [r for r in read_examples(run_dir) if r.get("examples")]
+    if not records:
+        return ""
+    parts = []
+    for record in ([records[0], records[-1]] if len(records) > 1 else records):
+        ordered = sorted(record["examples"], key=lambda e: (TYPES.index(e["type"]), KINDS.index(e["kind"])))
+        cards = "\n".join(_example_html(e) for e in ordered)
+        parts.append(f"<h3>Step {record['step']}</h3><div class='examples'>{cards}</div>")
+    return "<h2>What the model wrote</h2>\n<p>A few proposals (valid, and rejected with the reason) and " \
+           "graded answers of the first and the last step. Source: examples.jsonl.</p>\n" + "\n".join(parts)
+
+
 def write_report(run_dir: Path) -> Path:
     from azr_launcher.runner import read_metrics
 
@@ -154,20 +200,27 @@ def write_report(run_dir: Path) -> Path:
 <html lang="en"><head><meta charset="utf-8"><title>azr report: {html.escape(run_dir.name)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1500px; color: #222; }}
-.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(640px, 1fr)); gap: 1rem; }}
+.charts {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(min(640px, 100%), 1fr)); gap: 1rem; }}
+.examples {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(min(420px, 100%), 1fr)); gap: 0.8rem; }}
+.example {{ border: 1px solid #ddd; border-left: 6px solid #999; padding: 0.3rem 0.8rem; overflow-x: auto; }}
+.example.valid, .example.correct {{ border-left-color: #2a9d4b; }} .example.rejected, .example.wrong {{ border-left-color: #c0392b; }}
+.example h4 {{ margin: 0.3rem 0; }} .reason {{ color: #c0392b; font-weight: 600; }}
+pre {{ background: #f6f6f6; padding: 0.4rem; white-space: pre-wrap; word-break: break-word; margin: 0.3rem 0; }}
 figure {{ margin: 0; }} img {{ width: 100%; border: 1px solid #ddd; }}
 table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 0.2rem 0.6rem; text-align: right; }}
 td:first-child {{ text-align: left; }}
 </style></head><body>
 <h1>azr report: {html.escape(run_dir.name)}</h1>
 <p>{len(steps)} steps; {len(metrics) - len(steps)} seeding line(s). Source: metrics.jsonl.</p>
-<div class="charts">
-{figures}
-</div>
-<h2>First and last step</h2>
+<h2>Summary: first and last step</h2>
 <table><tr><th>metric</th><th>first step</th><th>last step</th></tr>
 {rows}
 </table>
+<h2>Curves</h2>
+<div class="charts">
+{figures}
+</div>
+{_examples_section(run_dir)}
 </body></html>
 """
     path = run_dir / "report.html"

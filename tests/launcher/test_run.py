@@ -181,9 +181,14 @@ def test_the_report_renders_in_headless_chromium(first_run, tmp_path):
         assert (run_dir / "report" / f"{name}.png").stat().st_size > 5000
     html = page.read_text()
     assert html.count("data:image/png;base64,") == 6 and "http" not in html.split("<body>")[1]  # self-contained
+    # It opens with the summary, and shows what the model wrote: examples of the first step.
+    assert html.index("Summary: first and last step") < html.index("Curves") < html.index("What the model wrote")
+    first_examples = json.loads((run_dir / "examples.jsonl").read_text().splitlines()[0])["examples"]
+    assert first_examples and all(f"{e['type']}: {e['kind']}" in html for e in first_examples)
     shot = tmp_path / "shot.png"
+    # A laptop's width: the charts and examples fall into one or two columns.
     subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--screenshot={shot}",
-                    "--window-size=1400,1800", page.as_uri()], capture_output=True, timeout=120, check=True)
+                    "--window-size=1366,4000", page.as_uri()], capture_output=True, timeout=120, check=True)
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int16)
     # The charts' line colours (deduction blue, abduction red, induction green) are on the page.
     found = {name: int((np.abs(pixels - np.array(rgb)).max(axis=-1) <= 12).sum())

@@ -51,3 +51,20 @@ def test_summary_table_gives_first_last_and_mean():
     row = next(line for line in text.splitlines() if "step seconds" in line)
     assert "100.0" in row and "80.0" in row and "90.0" in row
     assert "no completed step" in render(summary_table([{"step": 0}]))
+
+
+def test_the_live_view_shows_what_the_model_wrote():
+    examples = [
+        {"type": "deduction", "kind": "valid", "program": "def f(x):\n    return x + 1", "input": "41", "output": "42"},
+        {"type": "deduction", "kind": "wrong", "answer": "0", "task": {}, "formatted": True},
+        {"type": "abduction", "kind": "rejected", "reason": "validation: raised", "response": "..."},
+        {"type": "induction", "kind": "valid", "message": "Adds one.", "program": "def f(x): ...", "pairs": []},
+    ]
+    from azr_launcher.cli import example_lines
+
+    lines = example_lines(examples)
+    assert lines == ["deduction proposed: def f(x): return x + 1 on 41 -> 42", "deduction answer wrong: 0",
+                     "abduction rejected: validation: raised", "induction proposed: Adds one."]
+    status = learner_pb2.LearnerStatus(step=1, total_steps=2, policy_version=1, phase="propose")
+    text = render(live_view(FakeRun(), status, None, 0.0, examples))
+    assert "last step, as the model wrote it" in text and "abduction rejected: validation: raised" in text

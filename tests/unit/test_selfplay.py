@@ -223,3 +223,24 @@ def test_drop_stale_keeps_samples_within_the_lag_bound():
     assert dropped == 0 and len(kept) == len(rollout.samples)
     kept, dropped = drop_stale(rollout.samples, policy_version=5, max_lag=1)
     assert kept == [] and dropped == len(rollout.samples)
+
+
+def test_a_step_keeps_examples_of_what_the_model_wrote():
+    """Valid proposals with their task, rejected ones with the reason, answers with their grade:
+    a few of each kind per task type, for the live view and the report."""
+    play, _ = make(ScriptedModel(solve_right=False))
+    play.seed_buffers()
+    examples = play.collect(1).examples
+    kinds = {(e["type"], e["kind"]) for e in examples}
+    assert ("deduction", "valid") in kinds and ("induction", "rejected") in kinds and ("abduction", "wrong") in kinds
+    valid = next(e for e in examples if (e["type"], e["kind"]) == ("deduction", "valid"))
+    assert valid["program"] == INC and valid["input"] == "41" and valid["output"] == "42"
+    rejected = next(e for e in examples if e["kind"] == "rejected")
+    assert rejected["reason"] == "validation: raised" and "```input" in rejected["response"]
+    wrong = next(e for e in examples if (e["type"], e["kind"]) == ("deduction", "wrong"))
+    assert wrong["answer"] == "0" and wrong["task"]["program"] in PROGRAMS and wrong["formatted"]
+    untagged = next(e for e in examples if (e["type"], e["kind"]) == ("abduction", "wrong"))
+    assert untagged["answer"] is None and untagged["response"] == "no tags at all"
+    for task_type in ("deduction", "abduction", "induction"):
+        for kind in ("valid", "rejected", "correct", "wrong"):
+            assert sum(1 for e in examples if (e["type"], e["kind"]) == (task_type, kind)) <= 2
