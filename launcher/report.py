@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import math
 import sys
 from pathlib import Path
@@ -143,10 +142,9 @@ KINDS = ("valid", "rejected", "correct", "wrong")
 
 def read_examples(run_dir: Path) -> list[dict]:
     """examples.jsonl: per step, a few proposals (valid, rejected with the reason) and graded answers."""
-    path = Path(run_dir) / "examples.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from azr_launcher.runner import read_jsonl
+
+    return read_jsonl(run_dir, "examples.jsonl")
 
 
 def _example_html(example: dict) -> str:

@@ -204,13 +204,18 @@ def tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
-def read_metrics(run_dir: Path) -> list[dict]:
+def read_jsonl(run_dir: Path, name: str) -> list[dict]:
+    """A run directory's metrics.jsonl or examples.jsonl: one record a line; none yet is []."""
     import json
 
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return read_jsonl(run_dir, "metrics.jsonl")
 
 
 def default_run_dir(spec_file: str) -> Path:
