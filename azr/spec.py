@@ -113,10 +113,11 @@ class Resources(_Model):
 class GeneratorSpec(_Model):
     replicas: int = Field(1, ge=0)
     engine: Engine = Engine.VLLM
-    gpu_memory_fraction: float | None = Field(
+    memory_fraction: float | None = Field(
         None, gt=0.0, le=1.0,
-        description="vLLM on a GPU: the share of the card's memory the engine takes (weights and KV cache); "
-                    "default 0.9, for a card of its own; lower it where the learner shares the card. Not used on CPU")
+        description="vLLM: the share of memory the engine takes (weights and KV cache): of the card on a GPU "
+                    "(default 0.9, a card of its own; lower it where the learner shares the card), of RAM on CPU "
+                    "(default 0.3)")
     resources: Resources = Field(default_factory=Resources)
     share_with: Literal["proposer"] | None = Field(None, description="solver only: serve both roles from the proposer pool")
 

@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--references", type=int, default=3, help="reference programs per proposer prompt (K)")
     parser.add_argument("--samples", type=int, default=8, help="Monte-Carlo samples per solver prompt (n)")
     parser.add_argument("--max-tokens", type=int, default=128)
-    parser.add_argument("--model", default=None, help="default: the embedded SmolLM2-135M-Instruct")
+    parser.add_argument("--model", default=None, help="an embedded name (default smollm2-135m-instruct), a folder or a hub ID")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default=None, help="default: auto (bfloat16 on a GPU, float32 on CPU)")
 

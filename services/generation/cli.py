@@ -13,8 +13,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=["vllm", "transformers"], help="overrides the spec")
     parser.add_argument("--dtype", help="float32 (CPU default), bfloat16, float16")
     parser.add_argument("--max-model-len", type=int)
-    parser.add_argument("--gpu-memory-fraction", type=float,
-                        help="vLLM on a GPU: the share of the card it takes (overrides the spec; default 0.9)")
+    parser.add_argument("--memory-fraction", type=float,
+                        help="vLLM: the share of the GPU (default 0.9) or of RAM on CPU (0.3) it takes (overrides the spec)")
     parser.add_argument("--address", default="127.0.0.1:50061", help="host:port to bind (loopback by default)")
     parser.add_argument("--seed", type=int, default=0)
     add_status_address_argument(parser)

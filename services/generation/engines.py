@@ -87,8 +87,8 @@ def cpu_scheduling(max_model_len: int) -> dict:
 
 class VllmEngine(Engine):
     """vLLM's offline engine: continuous batching, prefix caching of shared prompt parts,
-    one prompt shared across its n samples. `memory_fraction` is the share of the GPU it
-    takes; on CPU the share of RAM is AZR_VLLM_MEMORY_FRACTION's (default 0.3)."""
+    one prompt shared across its n samples. `memory_fraction` is the share of the GPU, or on
+    CPU of RAM, that it takes (weights and KV cache)."""
 
     name = "vllm"
 
@@ -102,7 +102,7 @@ class VllmEngine(Engine):
             # process must not be forked from it.
             os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
-                       gpu_memory_utilization=(on_gpu and memory_fraction) or default_memory_fraction(on_gpu),
+                       gpu_memory_utilization=memory_fraction or default_memory_fraction(on_gpu),
                        **({} if on_gpu else cpu_scheduling(max_model_len)),
                        worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
         self.tokenizer = self.llm.get_tokenizer()
@@ -110,15 +110,19 @@ class VllmEngine(Engine):
     def generate(self, prompts, sampling):
         from vllm import SamplingParams
 
+        # No incremental detokenizing: vLLM would decode every sequence at every step, and only
+        # the final text is needed, which one batch decode at the end gives.
         params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                                 seed=s.seed, logprobs=0) for s in sampling]
+                                 seed=s.seed, logprobs=0, detokenize=False) for s in sampling]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], sampling_params=params, use_tqdm=False)
+        flat = [c for output in outputs for c in output.outputs]
+        texts = iter(self.tokenizer.batch_decode([list(c.token_ids) for c in flat], skip_special_tokens=True))
         results = []
         for output in outputs:
             group = []
             for c in output.outputs:
                 logprobs = [step[token].logprob for step, token in zip(c.logprobs or [], c.token_ids)]
-                group.append(Completion(c.text, list(c.token_ids), logprobs, "length" if c.finish_reason == "length" else "stop"))
+                group.append(Completion(next(texts), list(c.token_ids), logprobs, "length" if c.finish_reason == "length" else "stop"))
             results.append(group)
         return results
 

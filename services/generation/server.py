@@ -268,7 +268,7 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     engine_kind = args.engine or role_spec.engine.value
     dtype = resolve_dtype(args.dtype or run.spec.model.dtype.value)
     max_model_len = args.max_model_len or run.spec.model.max_model_len
-    memory_fraction = args.gpu_memory_fraction or role_spec.gpu_memory_fraction
+    memory_fraction = args.memory_fraction or role_spec.memory_fraction
 
     try:
         tls = rpc.TLS.from_env()

@@ -5,6 +5,7 @@ from pathlib import Path
 from azr_generation.client import prompt_to_proto
 
 from azr.prompts import solve_prompt
+from azr.spec import load_run
 from azr.tasks import InductionTask, TaskType
 from azr.v1 import generator_pb2, generator_pb2_grpc
 from tests.generation.conftest import start_server, stop_server
@@ -12,12 +13,13 @@ from tests.generation.conftest import start_server, stop_server
 CPU_PRESET = Path(__file__).parents[2] / "examples" / "selfplayrun-cpu.yaml"
 
 
-def test_solver_serves_the_cpu_preset(model_path, tmp_path):
+def test_solver_serves_the_cpu_preset(tmp_path):
+    model = load_run(CPU_PRESET).spec.model.name
     proc, channel = start_server("solver", tmp_path, "-f", str(CPU_PRESET))
     try:
         stub = generator_pb2_grpc.GeneratorStub(channel)
         status = stub.GetStatus(generator_pb2.GeneratorStatusRequest(), timeout=60)
-        assert (status.role, status.engine, status.model, status.ready) == ("solver", "vllm", "smollm2-135m-instruct", True)
+        assert (status.role, status.engine, status.model, status.ready) == ("solver", "vllm", model, True)
         task = InductionTask("def f(x):\n    return x + 1", "Adds one.", tuple(str(i) for i in range(10)),
                              tuple(str(i + 1) for i in range(10)))
         request = generator_pb2.GenerateRequest(

@@ -42,7 +42,7 @@ def test_cpu_preset_is_sized_for_a_small_machine():
 def test_one_gpu_preset_shares_the_card_between_vllm_and_the_learner():
     spec = load_run(next(p for p in EXAMPLES if p.name == "selfplayrun-1gpu.yaml")).spec
     assert spec.proposer.engine.value == "vllm" and spec.solver.share_with == "proposer"
-    assert spec.proposer.gpu_memory_fraction is not None and spec.proposer.gpu_memory_fraction <= 0.5
+    assert spec.proposer.memory_fraction is not None and spec.proposer.memory_fraction <= 0.5
     assert spec.model.dtype.value == "bfloat16" and spec.learner.resources.gpus == 1
 
 
@@ -56,7 +56,7 @@ def _base(**spec):
     (_base(executor={"sandbox": "docker"}), "spec.executor.sandbox"),
     (_base(training={"zeroStage": 5}), "spec.training.zeroStage"),
     (_base(solver={"shareWith": "learner"}), "spec.solver.shareWith"),
-    (_base(proposer={"gpuMemoryFraction": 1.5}), "spec.proposer.gpuMemoryFraction: Input should be less than or equal to 1"),
+    (_base(proposer={"memoryFraction": 1.5}), "spec.proposer.memoryFraction: Input should be less than or equal to 1"),
     ({**_base(), "kind": "Pod"}, "kind"),
     ({**_base(), "metadata": {"name": "Bad_Name"}}, "metadata.name"),
     ({**_base(), "metadata": {}}, "metadata.name: Field required"),
