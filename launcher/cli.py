@@ -57,11 +57,12 @@ def example_lines(examples: list[dict], width: int = 100) -> list[str]:
     return lines
 
 
-def last_examples(run_dir) -> list[dict]:
-    from azr_launcher.report import read_examples
+def last_examples(run_dir) -> tuple[int, list[dict]]:
+    """The newest step's examples of what the model wrote (examples.jsonl): (step, examples)."""
+    from azr_launcher.runner import read_jsonl
 
-    records = read_examples(run_dir)
-    return records[-1]["examples"] if records else []
+    records = read_jsonl(run_dir, "examples.jsonl")
+    return (records[-1]["step"], records[-1]["examples"]) if records else (0, [])
 
 
 def live_view(run, status, waiting: list[str] | None, started: float, examples: list[dict] | None = None) -> Group:
@@ -157,7 +158,7 @@ def run_local(args: argparse.Namespace) -> int:
             status = run.status()
             if status is not None and status.step != last_step:
                 last_step = status.step
-                examples = last_examples(run.run_dir)
+                examples = last_examples(run.run_dir)[1]
                 if not live:
                     console.print(f"step {status.step}/{status.total_steps} phase {status.phase} v{status.policy_version}")
                     for text in example_lines(examples):
@@ -179,6 +180,11 @@ def run_local(args: argparse.Namespace) -> int:
         run.shutdown()
         signal.signal(signal.SIGTERM, previous)
     console.print(summary_table(read_metrics(run.run_dir)))
+    step, examples = last_examples(run.run_dir)
+    if examples:  # the last step ends the run before the loop above can show it
+        console.print(f"step {step}, as the model wrote it:")
+        for text in example_lines(examples):
+            console.print(f"  {text}", markup=False, highlight=False)
     if interrupted:
         console.print(f"interrupted; `azr run -f {args.file} --run-dir {run.run_dir}` continues from the last checkpoint")
         return 130
