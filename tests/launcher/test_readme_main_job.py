@@ -25,4 +25,4 @@ def test_the_cpu_preset_proposes_valid_tasks_and_solves_some_in_step_one(tmp_pat
     assert step["accuracy.deduction"] + step["accuracy.abduction"] > 0, step
     examples = json.loads((run_dir / "examples.jsonl").read_text().splitlines()[0])["examples"]
     assert any(e["kind"] == "valid" for e in examples) and any(e["kind"] in ("correct", "wrong") for e in examples)
-    assert " proposed: def f(" in result.stdout  # the plain live output shows what the model wrote
+    assert " proposed: def f(" in result.stderr  # the plain live output (on stderr) shows what the model wrote
