@@ -1,4 +1,4 @@
-"""TRR++: Task-Relative REINFORCE++ advantages (AZR-SPEC section 5).
+"""TRR++: Task-Relative REINFORCE++ advantages (docs/method.md, part 5).
 
 Each of the six (task type, role) groups is normalised on its own:
 

@@ -1,4 +1,4 @@
-"""The three task buffers, reference sampling, solve batches and their checkpoint form (AZR-SPEC section 6)."""
+"""The three task buffers, reference sampling, solve batches and their checkpoint form (docs/method.md, part 6)."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 
 MAX_LITERAL_CHARS = 10_000
 
-# The builtin types a result may be built from (AZR-SPEC section 4), compared by exact type.
+# The builtin types a result may be built from (docs/method.md, part 4), compared by exact type.
 LITERAL_TYPES: frozenset[type] = frozenset(
     {type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset}
 )

@@ -1,4 +1,4 @@
-"""Static checks of model-written programs, before anything runs (AZR-SPEC section 4).
+"""Static checks of model-written programs, before anything runs (docs/method.md, part 4).
 
 These checks are a task-quality filter, never the security boundary (the sandbox is).
 They go beyond the reference's import-only check: `from ... import`, `__import__`,

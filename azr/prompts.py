@@ -1,7 +1,7 @@
-"""Prompt builders for the three task types and both roles (AZR-SPEC section 2).
+"""Prompt builders for the three task types and both roles (docs/method.md, part 2).
 
 A prompt is a conversation: optional worked examples of the answer format (`formatExamples`,
-AZR-SPEC section 3), then the instruction. The assistant turn starts with "<think>"; for a
+docs/method.md, part 3), then the instruction. The assistant turn starts with "<think>"; for a
 model without a chat template, `Prompt.as_text()` gives plain text ending with it.
 """
 

@@ -1,4 +1,4 @@
-"""Rewards: one scalar per response, on its last token (AZR-SPEC section 3)."""
+"""Rewards: one scalar per response, on its last token (docs/method.md, part 3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """One self-play step's data: propose, validate, estimate learnability, insert, solve, check,
-reward (AZR-SPEC section 2), and the seeding pass (section 6).
+reward (docs/method.md, part 2), and the seeding pass (section 6).
 
 This is the method without the machinery: the proposer, the solver and the executor are
 anything with the small `Generator` and `Executor` interfaces below (gRPC clients in the
@@ -273,7 +273,7 @@ class SelfPlay:
     # -- one step ----------------------------------------------------------------------------------
 
     def collect(self, step: int) -> StepRollout:
-        """AZR-SPEC section 2, for each task type in order; then rewards and TRR++ advantages."""
+        """docs/method.md, part 2, for each task type in order; then rewards and TRR++ advantages."""
         self._step, self._calls, self._outcomes = step, 0, StepOutcomes()
         m, out = self.method, self._outcomes
         started = time.time()
@@ -314,7 +314,7 @@ class SelfPlay:
 
     def seed_buffers(self) -> dict[str, float]:
         """A no-update pass of the base model proposes tasks until every buffer holds S of them
-        (AZR-SPEC section 6): deduction proposals fill the deduction and abduction buffers with the
+        (docs/method.md, part 6): deduction proposals fill the deduction and abduction buffers with the
         same triplets, then induction proposals on those programs fill the induction buffer.
 
         Gives up after `seedMaxRounds` rounds per kind; a buffer still empty then starts from the
@@ -350,7 +350,7 @@ class SelfPlay:
 
 
 def assign_advantages(samples: list[Sample], weighting) -> None:
-    """TRR++: normalise rewards within each (type, role) group (AZR-SPEC section 5)."""
+    """TRR++: normalise rewards within each (type, role) group (docs/method.md, part 5)."""
     groups: dict[tuple[TaskType, Role], list[Sample]] = {}
     for s in samples:
         groups.setdefault((s.task_type, s.role), []).append(s)

@@ -1,7 +1,7 @@
 """The SelfPlayRun: one typed object that drives both `azr run` and the operator.
 
 Field names follow Kubernetes conventions (camelCase in YAML); defaults are the AZR
-reference and project defaults of AZR-SPEC section 7. `load_run(path)` reads a YAML file
+reference and project defaults of docs/method.md, part 7. `load_run(path)` reads a YAML file
 and names the offending field path and value in any error.
 """
 
@@ -64,7 +64,7 @@ class ModelSpec(_Model):
 
 
 class MethodSpec(_Model):
-    """AZR-SPEC sections 2-6."""
+    """docs/method.md, parts 2-6."""
 
     proposals_per_type: int = Field(64, ge=1, description="B: proposals per task type per step")
     references: int = Field(6, ge=1, description="K: reference triplets per proposer prompt")
@@ -85,7 +85,7 @@ class MethodSpec(_Model):
 
 
 class TrainingSpec(_Model):
-    """AZR-SPEC section 5 and the learner's runtime."""
+    """docs/method.md, part 5 and the learner's runtime."""
 
     steps: int = Field(500, ge=1)
     learning_rate: float = Field(1e-6, gt=0.0, lt=1.0)

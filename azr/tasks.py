@@ -1,4 +1,4 @@
-"""Tasks: the (program, input, output) triplets of AZR-SPEC section 1 and the induction variant."""
+"""Tasks: the (program, input, output) triplets of docs/method.md, part 1 and the induction variant."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class Role(str, enum.Enum):
     SOLVE = "solve"
 
 
-# One training step visits the types in this order (AZR-SPEC section 2).
+# One training step visits the types in this order (docs/method.md, part 2).
 STEP_ORDER: tuple[TaskType, ...] = (TaskType.ABDUCTION, TaskType.DEDUCTION, TaskType.INDUCTION)
 
 # The six TRR++ groups: every (task type, role) pair.
@@ -87,5 +87,5 @@ class InductionTask:
 
 Task = Triplet | InductionTask
 
-# The fallback reference while a buffer is empty (AZR-SPEC section 6).
+# The fallback reference while a buffer is empty (docs/method.md, part 6).
 IDENTITY_TRIPLET = Triplet(program="def f(x):\n    return x", input="'Hello World'", output="'Hello World'")

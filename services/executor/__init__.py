@@ -1,1 +1,1 @@
-"""The executor service: sandboxed validation of proposals and checking of answers (AZR-SPEC section 4)."""
+"""The executor service: sandboxed validation of proposals and checking of answers (docs/method.md, part 4)."""

@@ -1,4 +1,4 @@
-"""Validation and answer checking (AZR-SPEC section 4), on top of a SandboxPool.
+"""Validation and answer checking (docs/method.md, part 4), on top of a SandboxPool.
 
 Everything that decides a verdict happens here, in the trusted process: static checks,
 literal parsing of inputs, answers and outputs, the determinism comparison and the strict

@@ -1,3 +1,3 @@
 """The learner: drives the self-play loop and trains the policy with TRR++ on DeepSpeed
-(AZR-SPEC sections 2 and 5). docs/learner.md describes it; `azr serve learner` runs it.
+(docs/method.md, parts 2 and 5). docs/learner.md describes it; `azr serve learner` runs it.
 """

@@ -8,7 +8,7 @@
         checkpoint every `checkpointEvery` steps, at the end, and when asked to stop
         one line of metrics.jsonl
 
-Synchronous mode runs these in order (AZR-SPEC section 2). Asynchronous mode rolls out step
+Synchronous mode runs these in order (docs/method.md, part 2). Asynchronous mode rolls out step
 t+1 in a second thread while step t trains; the rollout of step t may start only once the
 policy is at version t - 1 - maxPolicyLag, and any sample more than maxPolicyLag versions
 behind the policy being updated is dropped and counted (`dropped_stale`).

@@ -1,5 +1,5 @@
 """The TRR++ policy loss: PPO's clipped surrogate plus an entropy bonus, no KL, no critic
-(AZR-SPEC section 5).
+(docs/method.md, part 5).
 
 For every response token t, with the importance ratio between the policy being trained and
 the one that sampled it,

@@ -1,6 +1,6 @@
 """The policy being trained: a causal LM inside a DeepSpeed engine, updated with TRR++.
 
-One update (AZR-SPEC section 5): the step's responses are shuffled and split into
+One update (docs/method.md, part 5): the step's responses are shuffled and split into
 `miniBatches` mini-batches, one optimizer step each. Within a mini-batch every rank takes
 every world-th response, packs its share into micro-batches of at most `microBatchTokens`
 tokens (several sequences in one row, positions restarting at 0, attention kept within each

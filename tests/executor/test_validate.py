@@ -1,4 +1,4 @@
-"""Validation of proposals (AZR-SPEC section 4), through the real sandbox."""
+"""Validation of proposals (docs/method.md, part 4), through the real sandbox."""
 
 import pytest
 from azr_executor.engine import Executor, ValidateItem

@@ -1,4 +1,4 @@
-"""The TRR++ policy loss (AZR-SPEC section 5): PPO clip, token-mean, entropy bonus, no KL."""
+"""The TRR++ policy loss (docs/method.md, part 5): PPO clip, token-mean, entropy bonus, no KL."""
 
 import math
 

@@ -2,7 +2,7 @@
 
 The real services are exercised end to end in tests/learner; here the proposer and solver
 answer from a script and the executor is a small literal interpreter, so each rule of
-AZR-SPEC section 2 can be checked exactly.
+docs/method.md, part 2 can be checked exactly.
 """
 
 from __future__ import annotations
