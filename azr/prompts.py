@@ -81,13 +81,22 @@ _PROPOSE_GOAL = {
 }
 
 
-def propose_prompt(task_type: TaskType, references: list[Task], format_examples: int = 0) -> Prompt:
-    """Deduction/abduction: K reference triplets; induction: one reference program."""
+def propose_prompt(task_type: TaskType, references: list[Task], format_examples: int = 0,
+                   numbered_inputs: bool = False) -> Prompt:
+    """Deduction/abduction: K reference triplets; induction: one reference program.
+
+    `numbered_inputs` ([project], docs/method.md, part 3) labels induction's input blocks
+    "Input 1:" to "Input 10:": instruct models asked for ten unlabelled blocks stop at six to
+    nine, and labels let them count. The labels are outside the blocks, so the parser and its
+    rule (at least ten blocks, the last ten count) are the same either way.
+    """
     if task_type is TaskType.INDUCTION:
         (ref,) = references
         assert isinstance(ref, Triplet)
+        blocks = (f"numbered \"Input 1:\" to \"Input {INDUCTION_INPUTS}:\", each label followed by its own "
+                  f"```input block" if numbered_inputs else "each in its own ```input block")
         text = (f"Here is a function:\n\n{_fence('python', ref.program)}\n\n"
-                f"Write exactly {INDUCTION_INPUTS} diverse inputs for it, each in its own ```input block "
+                f"Write exactly {INDUCTION_INPUTS} diverse inputs for it, {blocks} "
                 f"(the arguments of a call f(...) as Python literals), and a short message in a ```message "
                 f"block that describes what the function does, so that someone who sees only the message and "
                 f"some input/output pairs could write it. The message must not contain code.\n\n{FORMAT_RULE}")
@@ -96,7 +105,8 @@ def propose_prompt(task_type: TaskType, references: list[Task], format_examples:
         text = (f"Design {_PROPOSE_GOAL[task_type]}. It must be different from these references:\n\n{refs}\n\n"
                 f"{SANDBOX_RULES}\n\n{FORMAT_RULE} The answer holds the function in a ```python block, "
                 f"then its input in an ```input block (the arguments of the call f(...)).")
-    return Prompt(_examples(task_type, Role.PROPOSE, format_examples) + (Message("user", text),))
+    examples = _examples(task_type, Role.PROPOSE, format_examples, numbered_inputs)
+    return Prompt(examples + (Message("user", text),))
 
 
 # --- worked examples of the answer format -----------------------------------------------------
@@ -123,7 +133,7 @@ def _example_induction(t: Triplet) -> InductionTask:
                                      _EVENS: "Returns the even numbers of the list, in order."}[t], inputs, outputs)
 
 
-def _example_turns(t: Triplet, task_type: TaskType, role: Role) -> tuple[Message, Message]:
+def _example_turns(t: Triplet, task_type: TaskType, role: Role, numbered_inputs: bool) -> tuple[Message, Message]:
     thought = _THOUGHT[t]
     if role is Role.SOLVE:
         if task_type is TaskType.INDUCTION:
@@ -137,20 +147,21 @@ def _example_turns(t: Triplet, task_type: TaskType, role: Role) -> tuple[Message
         others = [w for w in _WORKED if w is not t][:1]
         if task_type is TaskType.INDUCTION:
             ind = _example_induction(t)
-            user = propose_prompt(task_type, [t]).messages[-1].content
-            answer = "\n".join(_fence("input", i) for i in ind.inputs) + "\n" + _fence("message", ind.message)
+            user = propose_prompt(task_type, [t], numbered_inputs=numbered_inputs).messages[-1].content
+            answer = "\n".join((f"Input {k}:\n" if numbered_inputs else "") + _fence("input", i)
+                               for k, i in enumerate(ind.inputs, 1)) + "\n" + _fence("message", ind.message)
         else:
             user = propose_prompt(task_type, others).messages[-1].content
             answer = _fence("python", t.program) + "\n" + _fence("input", t.input)
     return Message("user", user), Message("assistant", f"{THINK_PREFIX}{thought}</think>\n<answer>{answer}</answer>")
 
 
-def _examples(task_type: TaskType, role: Role, count: int) -> tuple[Message, ...]:
+def _examples(task_type: TaskType, role: Role, count: int, numbered_inputs: bool = False) -> tuple[Message, ...]:
     if count < 0:
         raise ValueError("formatExamples must be >= 0")
     turns: list[Message] = []
     for t in _WORKED[:count]:
-        turns.extend(_example_turns(t, task_type, role))
+        turns.extend(_example_turns(t, task_type, role, numbered_inputs))
     return tuple(turns)
 
 

@@ -47,7 +47,8 @@ class Sampling:
     temperature: float
     top_p: float
     max_tokens: int
-    seed: int
+    seed: int | None        # None: unseeded (faster on GPU vLLM, which seeds request by request)
+    logprobs: bool = True   # False when the learner recomputes them anyway
 
 
 class Generator(Protocol):
@@ -135,6 +136,7 @@ class SelfPlay:
     solver: Generator
     executor: Executor
     seed: int = 0
+    engine_logprobs: bool = True  # whether the learner uses the engine's log-probs (docs/learner.md)
     on_phase: Callable[[str], None] = lambda phase: None
     should_stop: Callable[[], bool] = lambda: False
     buffers: TaskBuffers = field(init=False)
@@ -174,8 +176,9 @@ class SelfPlay:
         # samples exactly what the interrupted one would have.
         self._calls += 1
         m = self.method
+        seed = (self.seed * 1_000_003 + self._step * 10_007 + self._calls) % 2**31
         return Sampling(m.temperature, m.top_p, m.max_response_tokens,
-                        seed=(self.seed * 1_000_003 + self._step * 10_007 + self._calls) % 2**31)
+                        seed=seed if m.seeded_sampling else None, logprobs=self.engine_logprobs)
 
     def _generate(self, generator: Generator, prompts: list[Prompt], n: int) -> list[list[Generation]]:
         if not prompts:
@@ -191,7 +194,7 @@ class SelfPlay:
         fmt = self.method.format_examples
         with self._phase("propose"):
             references = [self.buffers.references(task_type, self.method.references, self.rng) for _ in range(count)]
-            prompts = [propose_prompt(task_type, refs, fmt) for refs in references]
+            prompts = [propose_prompt(task_type, refs, fmt, self.method.numbered_inputs) for refs in references]
             responses = [group[0] for group in self._generate(self.proposer, prompts, 1)]
         parsed = []
         reasons = ["" for _ in responses]  # why a proposal defines no task, for the run's examples

@@ -80,6 +80,10 @@ class MethodSpec(_Model):
     advantage_weighting: AdvantageWeighting = AdvantageWeighting.SAMPLE
     format_examples: int = Field(0, ge=0, le=3)
     answer_fallback: bool = True
+    seeded_sampling: bool = Field(True, description="seed every request from training.seed, the step and the call "
+                                                     "(reproducible; false is faster on GPU vLLM, docs/generation.md)")
+    numbered_inputs: bool = Field(True, description="[project] label induction's input blocks 'Input 1:' .. 'Input 10:' "
+                                                    "in the proposer prompt (false: the reference prompt)")
     single_function: EntryFunctionRule = EntryFunctionRule.TOP_LEVEL
     output_max_chars: int = Field(400, ge=1)
 
@@ -102,6 +106,12 @@ class TrainingSpec(_Model):
     checkpoint_every: int = Field(10, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     seed: int = 0
+
+    @property
+    def uses_engine_logprobs(self) -> bool:
+        """Whether the update reads the engine's log-probs: `oldLogProbs: engine`, or the
+        asynchronous mode's responses of older policy versions (docs/learner.md)."""
+        return self.old_log_probs is OldLogProbs.ENGINE or self.mode is RunMode.ASYNC
 
 
 class Resources(_Model):

@@ -42,7 +42,7 @@ BENCHMARKS = (
               "load_programs_per_s", "single_programs_per_s", "programs/s",
               what="32 concurrent clients vs one client, same server"),
     Benchmark("rollout", ("rollout",), ("rollout", "--proposals", "2", "--samples", "2", "--max-tokens", "16"),
-              "vllm_tokens_per_s", "transformers_tokens_per_s", "tokens/s",
+              "vllm_seeded_tokens_per_s", "transformers_seeded_tokens_per_s", "tokens/s",
               what="vLLM vs transformers generate(), self-play prompts"),
     Benchmark("learner", ("learner",), ("learner", "--shape", "smollm2-135m", "--precision", "float32", "--samples", "4",
                                         "--steps", "1", "--prompt-min", "16", "--prompt-max", "64", "--response-min", "8",

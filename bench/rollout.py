@@ -42,14 +42,14 @@ def workload(references: int, proposals: int, samples: int, seed: int = 0):
     return items
 
 
-def measure(engine, items, max_tokens: int, seed: int) -> tuple[float, int, float]:
+def measure(engine, items, max_tokens: int, seed: int, seeded: bool = True, logprobs: bool = True) -> tuple[float, int, float]:
     from azr_generation.client import prompt_to_proto
     from azr_generation.engines import Sampling
     from azr_generation.server import render_prompt
 
     prompts = [render_prompt(engine.tokenizer, prompt_to_proto(p)) for p, _ in items]
-    sampling = [Sampling(n=n, temperature=1.0, top_p=1.0, max_tokens=max_tokens, seed=seed + k)
-                for k, (_, n) in enumerate(items)]
+    sampling = [Sampling(n=n, temperature=1.0, top_p=1.0, max_tokens=max_tokens, seed=seed + k if seeded else None,
+                         logprobs=logprobs) for k, (_, n) in enumerate(items)]
     engine.generate(prompts[:2], [Sampling(n=1, max_tokens=8), Sampling(n=2, max_tokens=8)])  # warm up
     start = time.perf_counter()
     groups = engine.generate(prompts, sampling)
@@ -66,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="an embedded name (default smollm2-135m-instruct), a folder or a hub ID")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", default=None, help="default: auto (bfloat16 on a GPU, float32 on CPU)")
+    parser.add_argument("--fast", action="store_true",
+                        help="also measure both engines unseeded and without log-probs (seededSampling: false, "
+                             "oldLogProbs: recompute)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,14 +84,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"workload: {len(items)} prompts, {sequences} sequences, max {args.max_tokens} tokens each; model {model}")
     dtype = resolve_dtype(args.dtype or "auto")
     print(f"dtype {dtype}, device {torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+    modes = [("seeded", True, True)] + ([("fast", False, False)] if args.fast else [])
     rates = {}
     # vLLM first: it sizes its memory reservation from what is free when it starts.
     for name, make in (("vllm", lambda: VllmEngine(model, dtype, 4096, args.seed)),
                        ("transformers", lambda: TransformersEngine(model, dtype, 4096, args.seed))):
         engine = make()
-        rate, tokens, elapsed = measure(engine, items, args.max_tokens, args.seed)
+        for mode, seeded, logprobs in modes:
+            rate, tokens, elapsed = measure(engine, items, args.max_tokens, args.seed, seeded, logprobs)
+            rates[name, mode] = rate
+            print(f"{name}_{mode}_tokens_per_s={rate:.1f}  ({tokens} tokens in {elapsed:.1f} s)")
         engine.close()
-        rates[name] = rate
-        print(f"{name}_tokens_per_s={rate:.1f}  ({tokens} tokens in {elapsed:.1f} s)")
-    print(f"vllm_over_transformers={rates['vllm'] / rates['transformers']:.2f}")
+    for mode, _, _ in modes:
+        print(f"vllm_over_transformers_{mode}={rates['vllm', mode] / rates['transformers', mode]:.2f}")
+    if args.fast:
+        print(f"vllm_fast_over_transformers_seeded={rates['vllm', 'fast'] / rates['transformers', 'seeded']:.2f}")
     return 0

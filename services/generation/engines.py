@@ -2,8 +2,8 @@
 
 An engine takes token-id prompts, each with its own sampling parameters and n, and returns
 n completions per prompt with their token ids and the log-probability of every sampled token
-under the policy that produced it. Weight loading is the server's business (it validates the
-files first); engines only apply them.
+under the policy that produced it (none when `Sampling.logprobs` is off). Weight loading is
+the server's business (it validates the files first); engines only apply them.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Sampling:
     top_p: float = 1.0
     max_tokens: int = 256
     seed: int | None = None
+    logprobs: bool = True
 
 
 @dataclass
@@ -113,7 +114,7 @@ class VllmEngine(Engine):
         # No incremental detokenizing: vLLM would decode every sequence at every step, and only
         # the final text is needed, which one batch decode at the end gives.
         params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                                 seed=s.seed, logprobs=0, detokenize=False) for s in sampling]
+                                 seed=s.seed, logprobs=0 if s.logprobs else None, detokenize=False) for s in sampling]
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], sampling_params=params, use_tqdm=False)
         flat = [c for output in outputs for c in output.outputs]
         texts = iter(self.tokenizer.batch_decode([list(c.token_ids) for c in flat], skip_special_tokens=True))
@@ -198,12 +199,12 @@ class TransformersEngine(Engine):
                 do_sample=not greedy, temperature=None if greedy else params.temperature,
                 top_p=None if greedy else params.top_p, top_k=None, max_new_tokens=params.max_tokens,
                 num_return_sequences=params.n, pad_token_id=self.pad_id, return_dict_in_generate=True,
-                output_logits=True)
+                output_logits=params.logprobs)
             generated = out.sequences[:, width:]
             # log p(token) under the model itself (raw logits), as vLLM reports it; one step at a
             # time, on the device: all steps' log-softmaxes at once would be steps x rows x vocab floats.
             token_logprobs = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, generated[:, k, None])[:, 0]
-                                          for k, step in enumerate(out.logits)], dim=1).cpu()
+                                          for k, step in enumerate(out.logits)], dim=1).cpu() if params.logprobs else None
             generated = generated.cpu()
         groups = []
         for row in range(len(prompts)):
@@ -211,9 +212,12 @@ class TransformersEngine(Engine):
             for k in range(params.n):
                 seq = row * params.n + k
                 tokens, logprobs, finish = [], [], "length"
-                for token, logprob in zip(generated[seq].tolist(), token_logprobs[seq].tolist()):
+                row_logprobs = token_logprobs[seq].tolist() if token_logprobs is not None else None
+                for k_token, token in enumerate(generated[seq].tolist()):
                     tokens.append(token)
-                    logprobs.append(logprob if math.isfinite(logprob) else -1e9)
+                    if row_logprobs is not None:
+                        logprob = row_logprobs[k_token]
+                        logprobs.append(logprob if math.isfinite(logprob) else -1e9)
                     if token in self.eos_ids:
                         finish = "stop"
                         break

@@ -67,7 +67,7 @@ def parse_sampling(request: generator_pb2.GenerateRequest, max_model_len: int) -
     if not 1 <= s.max_tokens < max_model_len:
         raise RequestError(f"sampling.max_tokens: must be between 1 and {max_model_len - 1}, got {s.max_tokens}")
     return Sampling(n=request.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                    seed=s.seed if s.has_seed else None)
+                    seed=s.seed if s.has_seed else None, logprobs=not s.skip_logprobs)
 
 
 def check_prompts(request: generator_pb2.GenerateRequest) -> None:

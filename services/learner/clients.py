@@ -71,7 +71,8 @@ class GeneratorClient(_Client):
         request = generator_pb2.GenerateRequest(
             prompts=[prompt_to_proto(p) for p in prompts], n=n,
             sampling=generator_pb2.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                                  max_tokens=sampling.max_tokens, seed=sampling.seed, has_seed=True))
+                                                  max_tokens=sampling.max_tokens, seed=sampling.seed or 0,
+                                                  has_seed=sampling.seed is not None, skip_logprobs=not sampling.logprobs))
         response = self._call(self.stub.Generate, request)
         groups: list[list[Generation]] = [[] for _ in prompts]
         for c in response.completions:

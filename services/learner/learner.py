@@ -84,7 +84,8 @@ class Learner:
         self._publish_lock = threading.Lock()
         self.selfplay = SelfPlay(self.spec.method, _Replicas("proposer", endpoints.proposers, self),
                                  _Replicas("solver", endpoints.solvers, self), self.executor,
-                                 seed=self.spec.training.seed, on_phase=lambda p: self.status.update(phase=p),
+                                 seed=self.spec.training.seed, engine_logprobs=self.spec.training.uses_engine_logprobs,
+                                 on_phase=lambda p: self.status.update(phase=p),
                                  should_stop=lambda: self.stop_requested.is_set() or self._halt.is_set())
         self.version = 0
         self.step = 0

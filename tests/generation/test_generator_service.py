@@ -22,9 +22,9 @@ def stub(vllm_server):
     return generator_pb2_grpc.GeneratorStub(vllm_server)
 
 
-def _request(prompts, n=1, temperature=1.0, max_tokens=32, seed=None, top_p=1.0):
+def _request(prompts, n=1, temperature=1.0, max_tokens=32, seed=None, top_p=1.0, skip_logprobs=False):
     sampling = generator_pb2.SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                                            seed=seed or 0, has_seed=seed is not None)
+                                            seed=seed or 0, has_seed=seed is not None, skip_logprobs=skip_logprobs)
     return generator_pb2.GenerateRequest(prompts=[prompt_to_proto(p) for p in prompts], sampling=sampling, n=n)
 
 
@@ -45,6 +45,10 @@ def test_status_and_self_play_prompts(stub):
         assert 0 < len(c.token_ids) == len(c.logprobs) <= 32
         assert all(lp <= 0 for lp in c.logprobs) and c.finish_reason in ("stop", "length")
         assert c.policy_version == status.policy_version
+    # A caller that recomputes the log-probs asks for none, and gets the same tokens.
+    bare = stub.Generate(_request(prompts, n=3, max_tokens=32, seed=1, skip_logprobs=True), timeout=DEADLINE)
+    assert [list(c.token_ids) for c in bare.completions] == [list(c.token_ids) for c in response.completions]
+    assert all(not c.logprobs for c in bare.completions)
 
 
 @pytest.mark.parametrize("request_, needle", [

@@ -206,10 +206,19 @@ def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
     data.write_text("\n".join(json.dumps(r) for r in [
         {"code": "def f(x):\n    return x * 2", "input": "3", "output": "6"},
         {"code": "def f(s):\n    return s.upper()", "input": "'ab'", "output": "'AB'"}]) + "\n")
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--code-reasoning", str(data), *common],
+    one = tmp_path / "one.jsonl"
+    one.write_text(data.read_text().splitlines()[0] + "\n")
+    figures = tmp_path / "eval.json"
+    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--humaneval", "--code-reasoning", str(data),
+                             "--code-reasoning", str(one), "--json", str(figures), *common],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert re.fullmatch(r"deduction_acc=\d\.\d{4} abduction_acc=\d\.\d{4}", result.stdout.strip().splitlines()[-1])
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"deduction_acc=\d\.\d{4} abduction_acc=\d\.\d{4}", lines[-1])
+    assert sum(bool(re.fullmatch(r"deduction_acc=\d\.\d{4} abduction_acc=\d\.\d{4}", line)) for line in lines) == 2
+    written = json.loads(figures.read_text())
+    assert 0 <= written["humaneval_pass1"] <= 1 and written[str(one)]["programs"] == 1
+    assert written[str(data)]["programs"] == 2 and 0 <= written[str(data)]["abduction_acc"] <= 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"code": "def f(x): return x", "input": "__import__(\'os\')", "output": "1"}\n')
     result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--code-reasoning", str(bad), *common],

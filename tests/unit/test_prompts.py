@@ -43,6 +43,17 @@ def test_propose_prompts_carry_their_references():
     assert T1.program in ind and "```message" in ind and "10" in ind
 
 
+def test_numbered_induction_prompts_label_every_input_block():
+    plain = prompts.propose_prompt(TaskType.INDUCTION, [T1], 1)
+    numbered = prompts.propose_prompt(TaskType.INDUCTION, [T1], 1, numbered_inputs=True)
+    assert "Input 10:" in numbered.messages[-1].content and "Input 10:" not in plain.messages[-1].content
+    example = numbered.messages[1].content
+    assert [f"Input {k}:" in example for k in range(1, 12)] == [True] * 10 + [False]
+    # The labels sit outside the blocks: the same ten inputs parse from both worked examples.
+    parsed = [parse_proposal(parse_response(p.messages[1].content).answer, TaskType.INDUCTION) for p in (plain, numbered)]
+    assert parsed[0] == parsed[1] and len(parsed[0].inputs) == 10
+
+
 def test_prompt_ends_with_think_for_plain_text_models():
     prompt = prompts.solve_prompt(T1, TaskType.DEDUCTION)
     assert prompt.assistant_prefix == "<think>"

@@ -58,6 +58,7 @@ class ScriptedModel:
 
     def generate(self, prompts, n, sampling):
         self.calls.append((len(prompts), n, sampling.seed))
+        self.samplings = getattr(self, "samplings", []) + [sampling]
         out = []
         for p in prompts:
             text = self._answer(p.messages[-1].content)
@@ -195,6 +196,18 @@ def test_previous_step_tasks_are_solved_first_and_seeds_are_deterministic():
     assert [c[2] for c in replay_model.calls] == seeds_a
     assert [(s.task_type, s.role, s.reward) for s in again.samples] == [(s.task_type, s.role, s.reward) for s in second.samples]
     assert replay.state_dict() == play.state_dict()
+
+
+def test_unseeded_sampling_and_recomputed_log_probs_are_asked_of_the_engines():
+    method = METHOD.model_copy(update={"seeded_sampling": False})
+    model = ScriptedModel()
+    play = SelfPlay(method, model, model, LiteralExecutor(), seed=7, engine_logprobs=False)
+    play.seed_buffers()
+    play.collect(1)
+    assert model.samplings and all(s.seed is None and not s.logprobs for s in model.samplings)
+    seeded, seeded_model = make()
+    seeded.seed_buffers()
+    assert all(s.seed is not None and s.logprobs for s in seeded_model.samplings)
 
 
 def test_a_stop_request_abandons_the_step_between_calls():

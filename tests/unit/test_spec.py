@@ -39,8 +39,9 @@ def test_cpu_preset_is_sized_for_a_small_machine():
     assert spec.model.dtype.value == "float32" and spec.solver.share_with == "proposer"
 
 
-def test_one_gpu_preset_shares_the_card_between_vllm_and_the_learner():
-    spec = load_run(next(p for p in EXAMPLES if p.name == "selfplayrun-1gpu.yaml")).spec
+@pytest.mark.parametrize("name", ["selfplayrun-1gpu.yaml", "selfplayrun-1gpu-qwen.yaml"])
+def test_one_gpu_presets_share_the_card_between_vllm_and_the_learner(name):
+    spec = load_run(next(p for p in EXAMPLES if p.name == name)).spec
     assert spec.proposer.engine.value == "vllm" and spec.solver.share_with == "proposer"
     assert spec.proposer.memory_fraction is not None and spec.proposer.memory_fraction <= 0.5
     assert spec.model.dtype.value == "bfloat16" and spec.learner.resources.gpus == 1
