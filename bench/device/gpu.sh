@@ -45,8 +45,8 @@ case "${1:-}" in
         end=$(( $(date +%s) + ${3:?seconds} ))
         while [ "$(date +%s)" -lt "$end" ] && [ ! -f $learn/finished ]; do sleep 5; done
         cat $learn/phases.txt; tail -n 5 $learn/train.log 2>/dev/null; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv
-        (cd $learn && tar czf $OUT/learn.tgz --ignore-failed-read phases.txt pipeline.log rollout.txt eval-before.json \
-           eval-before.txt eval-after.json eval-after.txt train.log run/metrics.jsonl run/examples.jsonl run/spec.yaml run/logs) 2>/dev/null
+        (cd $learn && tar czf $OUT/learn.tgz --ignore-failed-read phases.txt pipeline.log rollout.txt eval-*.json eval-*.txt \
+           train.log run/metrics.jsonl run/examples.jsonl run/spec.yaml run/logs) 2>/dev/null
         ls -la $OUT
         ;;
       *) echo "usage: $0 learn start MINUTES [HELDOUT] | learn wait SECONDS" >&2; exit 2 ;;

@@ -4,7 +4,7 @@
 #   1. the rollout benchmark: vLLM against transformers on the run's model (`azr bench rollout --fast`)
 #   2. `azr eval` before: HumanEval, the bundled code-reasoning set, and HELDOUT.jsonl if given
 #   3. `azr run` of SPEC until DEADLINE leaves time for step 4 (then SIGTERM: the learner checkpoints)
-#   4. `azr eval` after, on the run's last checkpoint, the same suites
+#   4. `azr eval` after, on each checkpoint the run kept (`training.keepCheckpoints`), the same suites
 #
 # A `run` call lasts at most 10 minutes and the machine is held at most 30, so the pipeline runs
 # in the background of the calls that keep the machine: `gpu.sh learn start DEADLINE [HELDOUT]`
@@ -14,12 +14,12 @@
 #   bash bench/device/learn.sh DEADLINE_EPOCH_SECONDS [HELDOUT.jsonl]
 #
 # Environment: AZR_LEARN_SPEC (default examples/selfplayrun-1gpu-qwen.yaml), AZR_LEARN_ROLLOUT=0
-# skips step 1, AZR_LEARN_RESERVE seconds kept for step 4 (default 240), AZR_LEARN_EVAL_ARGS more
+# skips step 1, AZR_LEARN_RESERVE seconds kept for step 4 (default 300: two checkpoints), AZR_LEARN_EVAL_ARGS more
 # `azr eval` arguments (a dry run on a CPU: "--limit 2 --max-tokens 32").
 set -u
 deadline=$1 heldout=${2:-}
 spec=${AZR_LEARN_SPEC:-examples/selfplayrun-1gpu-qwen.yaml}
-reserve=${AZR_LEARN_RESERVE:-240}
+reserve=${AZR_LEARN_RESERVE:-300}
 dir=/tmp/azr-learn
 mkdir -p "$dir"
 rm -f "$dir/finished"
@@ -30,7 +30,7 @@ phase() { echo "$(date -u +%FT%TZ) $*" | tee -a "$dir/phases.txt"; }
 model=$(python3 -c "import sys; from azr.spec import load_run; print(load_run(sys.argv[1]).spec.model.name)" "$spec") || exit 1
 phase "convert $model"
 python3 -c "import sys; from azr_generation.models import resolve_model; print(resolve_model(sys.argv[1]))" "$model" \
-  >> "$dir/phases.txt" 2>&1 || { phase "failed: convert"; exit 1; }
+  >> "$dir/phases.txt" || { phase "failed: convert"; exit 1; }
 suites=(--code-reasoning bench/data/code-reasoning.jsonl)
 [ -n "$heldout" ] && suites+=(--code-reasoning "$heldout")
 read -r -a eval_args <<< "${AZR_LEARN_EVAL_ARGS:-}"
@@ -55,7 +55,10 @@ else
   exit 1
 fi
 
-phase "eval after"
-azr eval -f "$spec" --model "$dir/run" --humaneval "${suites[@]}" "${eval_args[@]}" --json "$dir/eval-after.json" > "$dir/eval-after.txt" 2>&1 \
-  || { phase "failed: eval after"; exit 1; }
+for checkpoint in $(ls -d "$dir"/run/checkpoints/step-* 2>/dev/null | sort); do
+  name=$(basename "$checkpoint")
+  phase "eval after: $name"
+  azr eval -f "$spec" --model "$checkpoint/model" --humaneval "${suites[@]}" "${eval_args[@]}" --json "$dir/eval-$name.json" \
+    > "$dir/eval-$name.txt" 2>&1 || { phase "failed: eval after ($name)"; exit 1; }
+done
 phase "done"
