@@ -148,9 +148,20 @@ class LearnerSpec(_Model):
     resources: Resources = Field(default_factory=lambda: Resources(cpu="4", memory="16Gi"))
 
 
+class AccessMode(str, enum.Enum):
+    READ_WRITE_ONCE = "ReadWriteOnce"  # one node: every pod that mounts the volume is placed on it
+    READ_WRITE_MANY = "ReadWriteMany"  # a shared filesystem (NFS, EFS, Filestore, CephFS): pods anywhere
+
+
 class StorageSpec(_Model):
+    """The run's volume: checkpoints (ZeRO shards of every rank), published weights, metrics."""
+
     size: str = "20Gi"
     storage_class_name: str | None = None
+    access_mode: AccessMode = Field(AccessMode.READ_WRITE_ONCE, description=(
+        "ReadWriteOnce: block storage, mounted on one node, so the learner, proposer and solver pods "
+        "are co-located there (pod affinity); ReadWriteMany: a shared filesystem, pods on any node"))
+    cache_size: str = Field("20Gi", description="each pod's model cache (an emptyDir): converted models, compile caches")
 
 
 class SecuritySpec(_Model):
@@ -181,9 +192,15 @@ class SelfPlayRunSpec(_Model):
         return self
 
 
+RUN_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+RUN_NAME_MAX = 52 - len("-learner")
+
+
 class ObjectMeta(_Model):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
-    name: str = Field(..., pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
+    # A DNS-1035 label (Services need the leading letter), short enough that `<name>-learner`,
+    # the StatefulSet, stays within the 52 characters its pods' controller-revision-hash label allows.
+    name: str = Field(..., pattern=RUN_NAME_PATTERN, max_length=RUN_NAME_MAX)
     namespace: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)

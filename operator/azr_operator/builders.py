@@ -7,16 +7,19 @@ comes from `azr.topology`, the same plan `azr run` starts as local processes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from azr.spec import API_GROUP, API_VERSION, KIND, SelfPlayRun
+from azr.spec import API_GROUP, API_VERSION, KIND, AccessMode, SelfPlayRun
 from azr.topology import PORTS, STATUS_PORT, plan, roles
 
 SPEC_MOUNT = "/etc/azr"
 TLS_MOUNT = "/etc/azr-tls"
 OPERATOR_LABELS = {"app.kubernetes.io/name": "azr-operator"}  # the chart's operator pod
 DATA_MOUNT = "/data"
+DATA_ROLES = ("proposer", "solver", "learner")  # the pods that mount the run's volume
 CACHE_MOUNT = "/cache"
 Manifest = dict[str, Any]
 
@@ -59,11 +62,12 @@ def _meta(run: SelfPlayRun, object_name: str, role: str | None = None, uid: str 
 
 def service_address(run: SelfPlayRun, role: str, replica: int = 0) -> str:
     """Where a role listens in the cluster: its headless Service, whose DNS name lists every
-    ready pod. For proposer and solver the learner needs each replica (UpdateWeights goes to
-    all), so their address is `dns:///...`, which the learner expands before every step."""
+    ready pod, as a `dns:///` target. The learner expands a generator pool's before every step
+    (UpdateWeights goes to each replica); the executor's is one gRPC channel balancing
+    round-robin over its pods (a plain name would pin every call to one pod: pick_first)."""
     namespace = run.metadata.namespace or "default"
     address = f"{name(run, role)}.{namespace}.svc:{PORTS[role]}"
-    return f"dns:///{address}" if role in ("proposer", "solver") else address
+    return f"dns:///{address}" if role in ("proposer", "solver", "executor") else address
 
 
 def _resources(r, gpus_key: str = "nvidia.com/gpu") -> dict[str, Any]:
@@ -92,13 +96,18 @@ def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resour
                          {"name": "cache", "mountPath": CACHE_MOUNT}],
     }
     tls = run.spec.security
-    if tls.tls_secret_name:  # mutual TLS; kubelet's gRPC probes cannot speak it, so they use the status port
+    # Probes go to the plaintext status port under mutual TLS (kubelet's gRPC probes cannot
+    # speak it), and for a learner of several ranks: only rank 0 serves the Learner service,
+    # while every rank answers health on the status port.
+    multi_rank = role == "learner" and run.spec.learner.ranks > 1
+    if tls.tls_secret_name or multi_rank:
         container["args"] += ["--status-address", f"0.0.0.0:{STATUS_PORT}"]
         container["ports"].append({"name": "status", "containerPort": STATUS_PORT})
+        port = STATUS_PORT
+    if tls.tls_secret_name:
         container["env"] += [{"name": "AZR_TLS_DIR", "value": TLS_MOUNT},
                              {"name": "AZR_TLS_SERVER_NAME", "value": tls.tls_server_name}]
         container["volumeMounts"].append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
-        port = STATUS_PORT
     # Model loading (vLLM: minutes) is the start-up probe's; readiness and liveness follow.
     container["startupProbe"] = _probe(port, period=10, failures=90)
     container["readinessProbe"] = _probe(port)
@@ -113,17 +122,20 @@ def _hardened(container: dict[str, Any]) -> dict[str, Any]:
     return container
 
 
-def _volumes(run: SelfPlayRun, cache_limit: str = "20Gi") -> list[dict[str, Any]]:
+def _volumes(run: SelfPlayRun, cache_limit: str | None = None) -> list[dict[str, Any]]:
     volumes = [{"name": "spec", "configMap": {"name": name(run, "spec")}},
-               {"name": "cache", "emptyDir": {"sizeLimit": cache_limit}}]
+               {"name": "cache", "emptyDir": {"sizeLimit": cache_limit or run.spec.storage.cache_size}}]
     if run.spec.security.tls_secret_name:  # readable by the pods' group (fsGroup) only
         volumes.append({"name": "tls", "secret": {"secretName": run.spec.security.tls_secret_name, "defaultMode": 0o440}})
     return volumes
 
 
 def _service(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
+    """A headless Service. The learner's governs its StatefulSet and publishes its pods before
+    they are ready: a rank's pod DNS name (`<run>-learner-0.<run>-learner`, torchrun's
+    rendezvous) must resolve before the rendezvous that makes rank 0 ready."""
     return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(run, name(run, role), role, uid),
-            "spec": {"clusterIP": "None", "selector": labels(run, role), "publishNotReadyAddresses": False,
+            "spec": {"clusterIP": "None", "selector": labels(run, role), "publishNotReadyAddresses": role == "learner",
                      "ports": [{"name": "grpc", "port": PORTS[role], "targetPort": "grpc"}]}}
 
 
@@ -132,11 +144,12 @@ def _pdb(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(run, role)}}}
 
 
-def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -> list[Manifest]:
-    """Every child object of the run, in apply order. `spec.suspend` scales every workload to
-    zero and keeps the ConfigMap, the volume and the Services."""
+def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, finished: bool = False) -> list[Manifest]:
+    """Every child object of the run, in apply order. `spec.suspend`, and a run whose learner
+    has done its last step (`finished`), scale every workload to zero (the GPUs go back) and
+    keep the ConfigMap, the volume and the Services."""
     spec = run.spec
-    suspended = spec.suspend
+    suspended = spec.suspend or finished
     spec_file = f"{SPEC_MOUNT}/spec.yaml"
     plans = {p.role: p for p in plan(run, spec_file, DATA_MOUNT, lambda role, k: service_address(run, role, k))}
     objects: list[Manifest] = [
@@ -145,7 +158,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(run, name(run, "spec"), None, uid),
          "data": {"spec.yaml": run.model_copy(update={"status": None}).to_yaml()}},
         {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(run, name(run, "data"), "learner", uid),
-         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": spec.storage.size}},
+         "spec": {"accessModes": [spec.storage.access_mode.value], "resources": {"requests": {"storage": spec.storage.size}},
                   **({"storageClassName": spec.storage.storage_class_name} if spec.storage.storage_class_name else {})}},
     ]
 
@@ -178,7 +191,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
         objects += [
             _deployment(run, role, 0 if suspended else generator.replicas, container, uid, {
                 "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
-                "securityContext": {"fsGroup": 65532},
+                "securityContext": {"fsGroup": 65532}, "enableServiceLinks": False, **_data_affinity(run),
                 "volumes": _volumes(run) + [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
                                             {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data"),
                                                                                        "readOnly": True}}]}),
@@ -189,6 +202,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
 
     # Learner: a StatefulSet of ranks; rank 0 (pod -0) is the rendezvous and drives the loop.
     container = _hardened(_container(run, "learner", plans["learner"], images, spec.learner.resources))
+    container["args"].append("--hold-when-done")  # an exit would be restarted; the operator scales down instead
     container["securityContext"]["readOnlyRootFilesystem"] = False
     container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT})
     container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
@@ -204,8 +218,9 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
         {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(run, name(run, "learner"), "learner", uid),
          "spec": {"replicas": 0 if suspended else ranks, "serviceName": name(run, "learner"),
                   "podManagementPolicy": "Parallel", "selector": {"matchLabels": labels(run, "learner")},
-                  "template": {"metadata": {"labels": labels(run, "learner")}, "spec": {
+                  "template": {"metadata": _pod_meta(run, "learner"), "spec": {
                       "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
+                      "enableServiceLinks": False, **_data_affinity(run),
                       "terminationGracePeriodSeconds": 600,  # SIGTERM: finish the update, write a checkpoint
                       "securityContext": {"fsGroup": 65532},
                       "containers": [container],
@@ -220,10 +235,40 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None) -
 
 def _deployment(run: SelfPlayRun, role: str, replicas: int, container: dict[str, Any], uid: str | None,
                 pod: dict[str, Any]) -> Manifest:
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(run, name(run, role), role, uid),
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels(run, role)},
-                     "template": {"metadata": {"labels": labels(run, role)},
-                                  "spec": {**pod, "containers": [container]}}}}
+    spec: dict[str, Any] = {"replicas": replicas, "selector": {"matchLabels": labels(run, role)},
+                            "template": {"metadata": _pod_meta(run, role), "spec": {**pod, "containers": [container]}}}
+    if any(key != "cpu" and key != "memory" for key in container["resources"]["limits"]):
+        # A surge pod would need a spare GPU: replace one pod at a time instead.
+        spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(run, name(run, role), role, uid), "spec": spec}
+
+
+def spec_hash(run: SelfPlayRun) -> str:
+    """A digest of what the pods read from the spec. Scaling (`replicas`) and `suspend` are left
+    out, so they change replica counts only; any other change rolls every pod, since each one
+    reads the whole spec file at start."""
+    spec = run.spec.model_dump(mode="json", by_alias=True)
+    spec.pop("suspend", None)
+    for role in ("proposer", "solver", "executor"):
+        spec[role].pop("replicas", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _pod_meta(run: SelfPlayRun, role: str) -> dict[str, Any]:
+    pod_labels = labels(run, role)
+    if role in DATA_ROLES:
+        pod_labels[f"{API_GROUP}/data"] = "mounted"
+    return {"labels": pod_labels, "annotations": {f"{API_GROUP}/spec-hash": spec_hash(run)}}
+
+
+def _data_affinity(run: SelfPlayRun) -> dict[str, Any]:
+    """On a ReadWriteOnce volume, the pods that mount it share its node (the first one placed
+    matches its own term, so it may go anywhere; the others follow it)."""
+    if run.spec.storage.access_mode is not AccessMode.READ_WRITE_ONCE:
+        return {}
+    term = {"labelSelector": {"matchLabels": {f"{API_GROUP}/run": run.metadata.name, f"{API_GROUP}/data": "mounted"}},
+            "topologyKey": "kubernetes.io/hostname"}
+    return {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}}
 
 
 def _network_policy(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:

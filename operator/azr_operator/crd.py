@@ -3,14 +3,16 @@
 The pydantic model's JSON schema becomes a structural OpenAPI v3 schema: references inlined,
 optional fields nullable, defaults kept (so the API server fills the same defaults as the
 local launcher), every object defaulted to {} so nested defaults apply. CEL rules add what a
-schema cannot say: immutable fields, and a sandbox fit for a cluster.
+schema cannot say: immutable fields, a RuntimeClass named, and a name the run's children can
+carry. `executor.sandbox` is not checked: in a cluster the executor pod is the gVisor sandbox
+(its RuntimeClass) and its workers are rlimited processes inside it, whatever the field says.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from azr.spec import API_GROUP, KIND, SelfPlayRunSpec
+from azr.spec import API_GROUP, KIND, RUN_NAME_MAX, RUN_NAME_PATTERN, SelfPlayRunSpec
 
 PLURAL = "selfplayruns"
 VERSION = "v1alpha1"
@@ -79,8 +81,6 @@ def spec_schema() -> dict[str, Any]:
     _set_defaults(schema, SelfPlayRunSpec().model_dump(mode="json", by_alias=True))
     schema["x-kubernetes-validations"] = [
         *({"rule": f"self.{field} == oldSelf.{field}", "message": message} for field, message in IMMUTABLE.items()),
-        {"rule": "self.executor.sandbox == 'gvisor'",
-         "message": "executor.sandbox must be gvisor in a cluster (process mode needs root; the executor runs as non-root)"},
         {"rule": "size(self.executor.runtimeClassName) > 0", "message": "executor.runtimeClassName names the gVisor RuntimeClass"},
     ]
     return schema
@@ -127,6 +127,13 @@ def custom_resource_definition() -> dict[str, Any]:
                 "schema": {"openAPIV3Schema": {
                     "type": "object",
                     "required": ["spec"],
+                    # The API server checks only that a name is a DNS subdomain; the run's child
+                    # names need more (the spec model says why).
+                    "x-kubernetes-validations": [{
+                        "rule": f"self.metadata.name.size() <= {RUN_NAME_MAX} && self.metadata.name.matches('{RUN_NAME_PATTERN}')",
+                        "message": f"metadata.name must be a DNS-1035 label (a lowercase letter first, then lowercase "
+                                   f"letters, digits and '-') of at most {RUN_NAME_MAX} characters: the run's children "
+                                   f"are named after it"}],
                     "properties": {
                         "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
                         "spec": spec_schema(),

@@ -2,10 +2,11 @@
 
     kopf run --standalone --all-namespaces -m azr_operator.handlers
 
-Each reconcile validates the spec, builds the run's objects (`builders.build`), applies them
-with server-side apply, deletes children the spec no longer asks for (the solver when it
-starts sharing the proposer's pool), reads the workloads' readiness, the RuntimeClass and the
-learner's progress, and writes the status (`status.compute_status`). The handlers stay thin.
+Each reconcile validates the spec, reads the learner's progress (a finished run scales its
+workloads to zero), builds the run's objects (`builders.build`), applies them with server-side
+apply (creates included), deletes children the spec no longer asks for (the solver when it starts sharing the
+proposer's pool), reads the workloads' readiness and the RuntimeClass, and writes the status
+(`status.compute_status`). The handlers stay thin.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import kopf
 from azr.spec import API_GROUP, SpecError, parse_run
 from azr_operator.builders import Images, build, name
 from azr_operator.crd import PLURAL, VERSION
-from azr_operator.status import Observed, compute_status
+from azr_operator.status import Observed, compute_status, finished_before, learner_done
 
 FIELD_MANAGER = "azr-operator"
 TIMER_SECONDS = float(os.environ.get("AZR_OPERATOR_INTERVAL", "30"))
@@ -64,8 +65,10 @@ def _status_code(exc: Exception) -> int | None:
 
 
 async def _apply(client, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create the object, or server-side apply it over the existing one (idempotent, and safe
-    against an object that appears between the read and the create)."""
+    """Server-side apply, which creates a missing object too: the operator then owns exactly
+    the fields of its last manifest, and a field that drops out of it (TLS turned off, a GPU
+    limit gone) is removed. A create would own its fields as an update, which later applies
+    never remove. An API server without apply-create (an emulator) gets a create instead."""
     from lightkube import codecs
     from lightkube.types import PatchType
 
@@ -73,17 +76,11 @@ async def _apply(client, manifest: dict[str, Any]) -> dict[str, Any]:
     kind, object_name = type(obj), manifest["metadata"]["name"]
     namespace = manifest["metadata"].get("namespace")
     try:
-        await client.get(kind, object_name, namespace=namespace)
+        applied = await client.patch(kind, object_name, manifest, namespace=namespace, patch_type=PatchType.APPLY, force=True)
     except Exception as exc:
         if _status_code(exc) != 404:
             raise
-        try:
-            created = await client.create(obj, namespace=namespace)
-            return created.to_dict() if hasattr(created, "to_dict") else dict(created)
-        except Exception as create_error:  # 409: created meanwhile (by an operator that was replaced): apply over it
-            if _status_code(create_error) != 409:
-                raise
-    applied = await client.patch(kind, object_name, manifest, namespace=namespace, patch_type=PatchType.APPLY, force=True)
+        applied = await client.create(obj, namespace=namespace)
     return applied.to_dict() if hasattr(applied, "to_dict") else dict(applied)
 
 
@@ -96,7 +93,8 @@ async def _prune(client, run, namespace: str, keep: set[tuple[str, str]]) -> Non
     selector = {f"{API_GROUP}/run": run.metadata.name}
     for kind in (Deployment, StatefulSet, Service, NetworkPolicy, PodDisruptionBudget, ConfigMap, ServiceAccount):
         async for item in client.list(kind, namespace=namespace, labels=selector):
-            if (kind.__name__, item.metadata.name) not in keep:
+            mine = (item.metadata.labels or {}).get(f"{API_GROUP}/run") == run.metadata.name  # whatever the server filtered
+            if mine and (kind.__name__, item.metadata.name) not in keep:
                 try:
                     await client.delete(kind, item.metadata.name, namespace=namespace)
                 except Exception as exc:
@@ -155,7 +153,12 @@ async def reconcile(body: kopf.Body, client=None, learner_progress=_learner_prog
     except SpecError as exc:
         return compute_status(Observed(generation, spec_error=str(exc)), previous, now)
     client = client or _client()
-    objects = build(run, images_from_env(), uid=meta.get("uid"))
+    # Progress first: a learner that reports its last step done frees the run's GPUs in this
+    # same reconcile, and a finished run is not asked again until its spec changes.
+    finished = finished_before(previous, generation)
+    learner = None if run.spec.suspend or finished else await asyncio.to_thread(learner_progress, run)
+    finished = finished or learner_done(learner)
+    objects = build(run, images_from_env(), uid=meta.get("uid"), finished=finished)
     applied = [await _apply(client, manifest) for manifest in objects]
     await _prune(client, run, namespace, {(o["kind"], o["metadata"]["name"]) for o in objects})
     replicas: dict[str, tuple[int, int]] = {}
@@ -165,8 +168,7 @@ async def reconcile(body: kopf.Body, client=None, learner_progress=_learner_prog
             replicas[role] = (int(obj["spec"].get("replicas") or 0), int((obj.get("status") or {}).get("readyReplicas") or 0))
     observed = Observed(generation, suspended=run.spec.suspend, runtime_class=run.spec.executor.runtime_class_name,
                         runtime_class_exists=await _runtime_class_exists(client, run.spec.executor.runtime_class_name),
-                        replicas=replicas,
-                        learner=None if run.spec.suspend else await asyncio.to_thread(learner_progress, run))
+                        replicas=replicas, learner=learner, finished=finished)
     return compute_status(observed, previous, now)
 
 

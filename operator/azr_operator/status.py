@@ -5,7 +5,8 @@
     Pending    the executor's RuntimeClass is missing: nothing can run safely
     Starting   children exist, not all ready
     Running    every role ready
-    Complete   the learner reports its last step done
+    Complete   the learner reported its last step done; every workload is then scaled to zero,
+               and the phase holds until the spec changes (a higher training.steps continues)
 
 Conditions (Ready, ProposerReady, SolverReady, ExecutorReady, LearnerReady, Suspended,
 Complete, Failed) keep their lastTransitionTime while their status does not change.
@@ -28,6 +29,19 @@ class Observed:
     runtime_class_exists: bool = True
     replicas: dict[str, tuple[int, int]] = field(default_factory=dict)  # role -> (desired, ready)
     learner: dict[str, Any] | None = None  # the learner's GetStatus: step, totalSteps, policyVersion, phase, ...
+    finished: bool = False  # this generation's learner reported its last step done (now or earlier)
+
+
+def learner_done(progress: dict[str, Any] | None) -> bool:
+    """Whether a learner's GetStatus says the run's last step is done."""
+    return bool(progress) and progress.get("phase") == "done" and progress.get("step", 0) >= progress.get("totalSteps", 1)
+
+
+def finished_before(previous: dict[str, Any] | None, generation: int) -> bool:
+    """Complete is kept across reconciles of the same generation: once the workloads are
+    scaled down, no learner is left to ask."""
+    previous = previous or {}
+    return previous.get("phase") == "Complete" and previous.get("observedGeneration") == generation
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, previous: dict[str, dict], now: str, generation: int) -> dict:
@@ -66,7 +80,7 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     all_ready = bool(observed.replicas) and ready_roles == len(observed.replicas) and observed.runtime_class_exists
 
     learner = observed.learner or {}
-    complete = bool(learner) and learner.get("phase") == "done" and learner.get("step", 0) >= learner.get("totalSteps", 1)
+    complete = observed.finished or learner_done(learner)
     if observed.suspended:
         phase = "Suspended"
     elif complete:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import azr_rpc as rpc
@@ -29,7 +30,8 @@ MAX_MESSAGE_BYTES = 256 * 2**20
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
 TASK_TYPES = {TaskType.ABDUCTION: common_pb2.TASK_TYPE_ABDUCTION, TaskType.DEDUCTION: common_pb2.TASK_TYPE_DEDUCTION,
               TaskType.INDUCTION: common_pb2.TASK_TYPE_INDUCTION}
-EXECUTOR_BATCH = 1024  # items per Validate/Check request (the server takes up to 4,096)
+EXECUTOR_BATCH = 256      # items per Validate/Check request (the server takes up to 4,096)
+EXECUTOR_PARALLEL = 4     # requests in flight at once: round-robin spreads them over the executor's pods
 
 
 class ServiceUnavailable(RuntimeError):
@@ -37,10 +39,10 @@ class ServiceUnavailable(RuntimeError):
 
 
 class _Client:
-    def __init__(self, name: str, address: str, timeout: float, retry_seconds: float):
+    def __init__(self, name: str, address: str, timeout: float, retry_seconds: float, round_robin: bool = False):
         self.name, self.address = name, address
         self.timeout, self.retry_seconds = timeout, retry_seconds
-        self.channel = rpc.channel(address, max_message_bytes=MAX_MESSAGE_BYTES)
+        self.channel = rpc.channel(address, max_message_bytes=MAX_MESSAGE_BYTES, round_robin=round_robin)
 
     def _call(self, rpc: Callable[..., T], request, timeout: float | None = None) -> T:
         give_up = time.monotonic() + self.retry_seconds
@@ -89,28 +91,39 @@ class GeneratorClient(_Client):
 
 
 class ExecutorClient(_Client):
+    """The executor's replicas behind one address (`dns:///` of its headless Service in a
+    cluster): a step's items go in chunks, several in flight at once, round-robin over the
+    pods, so that replicas add throughput. Results keep the items' order."""
+
     def __init__(self, address: str, timeout: float = 600.0, retry_seconds: float = 600.0):
-        super().__init__("executor", address, timeout, retry_seconds)
+        super().__init__("executor", address, timeout, retry_seconds, round_robin=True)
         self.stub = executor_pb2_grpc.ExecutorStub(self.channel)
+        self.pool = ThreadPoolExecutor(EXECUTOR_PARALLEL, thread_name_prefix="executor-client")
+
+    def _chunked(self, items: Sequence, call: Callable[[int, Sequence], list]) -> list:
+        chunks = [(start, items[start:start + EXECUTOR_BATCH]) for start in range(0, len(items), EXECUTOR_BATCH)]
+        return [r for part in self.pool.map(lambda c: call(*c), chunks) for r in part]
 
     def validate(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
-        results: list[Validation] = []
-        for start in range(0, len(items), EXECUTOR_BATCH):
-            chunk = items[start:start + EXECUTOR_BATCH]
+        def call(start: int, chunk: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
             request = executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(id=str(start + k), program=p, inputs=list(i))
                                                           for k, (p, i) in enumerate(chunk)])
             response = self._call(self.stub.Validate, request)
-            results += [Validation(r.valid, tuple(r.outputs), r.error_message) for r in response.results]
-        return results
+            return [Validation(r.valid, tuple(r.outputs), r.error_message) for r in response.results]
+
+        return self._chunked(items, call)
 
     def check(self, jobs: Sequence[CheckJob]) -> list[bool]:
-        results: list[bool] = []
-        for start in range(0, len(jobs), EXECUTOR_BATCH):
-            chunk = jobs[start:start + EXECUTOR_BATCH]
+        def call(start: int, chunk: Sequence[CheckJob]) -> list[bool]:
             request = executor_pb2.CheckRequest(items=[
                 executor_pb2.CheckItem(id=str(start + k), task_type=TASK_TYPES[j.task_type], program=j.program,
                                        gold_output=j.gold_output, answer=j.answer, hidden_inputs=list(j.hidden_inputs),
                                        hidden_outputs=list(j.hidden_outputs)) for k, j in enumerate(chunk)])
             response = self._call(self.stub.Check, request)
-            results += [r.correct for r in response.results]
-        return results
+            return [r.correct for r in response.results]
+
+        return self._chunked(jobs, call)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        super().close()

@@ -311,18 +311,40 @@ class Learner:
             client.close()
 
 
-def expand_endpoints(endpoints: list[str]) -> list[str]:
-    """host:port stays; dns:///host:port becomes one host:port per address it resolves to."""
+def expand_endpoints(endpoints: list[str], wait_seconds: float = 600.0, resolve=socket.getaddrinfo,
+                     sleep=time.sleep) -> list[str]:
+    """host:port stays; dns:///host:port becomes one host:port per address it resolves to.
+
+    A headless Service's name does not resolve while the pool has no ready pod (a pool
+    starting, or every replica restarting): that is waited out, up to `wait_seconds`, and then
+    a ConnectionError names the pool."""
     out: list[str] = []
     for endpoint in endpoints:
         if endpoint.startswith("dns:///"):
             host, _, port = endpoint[len("dns:///"):].rpartition(":")
-            infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+            infos = _resolve_waiting(host, int(port), wait_seconds, resolve, sleep)
             addresses = sorted({f"[{i[4][0]}]:{port}" if ":" in i[4][0] else f"{i[4][0]}:{port}" for i in infos})
             out += [a for a in addresses if a not in out]
         elif endpoint not in out:
             out.append(endpoint)
     return out
+
+
+def _resolve_waiting(host: str, port: int, wait_seconds: float, resolve, sleep) -> list:
+    deadline, delay = time.monotonic() + wait_seconds, 1.0
+    while True:
+        try:
+            infos = resolve(host, port, type=socket.SOCK_STREAM)
+            if infos:
+                return infos
+            problem = "no addresses"
+        except (socket.gaierror, UnicodeError) as exc:
+            problem = str(exc)
+        if time.monotonic() >= deadline:
+            raise ConnectionError(f"{host}: no ready replica after {wait_seconds:.0f} s ({problem})")
+        log.warning("%s does not resolve (%s): no ready replica yet; retrying in %.0f s", host, problem, delay)
+        sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 class _Replicas:

@@ -66,6 +66,15 @@ def build_server(learner, address: str, tls: rpc.TLS | None = None) -> tuple[grp
     return server, rpc.add_port(server, address, tls), health_servicer
 
 
+def _hold_until_terminated() -> None:
+    import threading
+
+    terminated = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: terminated.set())
+    terminated.wait()
+
+
 def serve_from_args(args: argparse.Namespace) -> int:
     from azr_generation.models import resolve_model
     from azr_learner.learner import Endpoints, Learner
@@ -75,6 +84,13 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
     rank, _ = world()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s learner[{rank}] %(levelname)s %(name)s: %(message)s")
+    if rank != 0 and args.status_address:
+        # A follower serves no Learner service; it answers health on the status port, so that
+        # a pod of every rank passes the same probes as rank 0.
+        follower_health = health.HealthServicer()
+        follower_health.set("", health_pb2.HealthCheckResponse.SERVING)
+        follower_status = rpc.status_server(args.status_address, follower_health)
+        follower_status.start()
     try:
         run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "local"})
         tls = rpc.TLS.from_env()
@@ -92,6 +108,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
     policy = Policy(model, run.spec.training, load_from=str(checkpoint / "model") if checkpoint else None)
     if rank != 0:
         policy.follow()
+        if args.hold_when_done:
+            _hold_until_terminated()
         return 0
 
     learner = Learner(run, run_dir, Endpoints(args.proposer, args.solver or args.proposer, args.executor), policy, args.steps)
@@ -108,6 +126,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
              run.spec.training.mode.value)
     try:
         learner.fit()
+        if args.hold_when_done and not learner.stop_requested.is_set():
+            log.info("the last step is done; serving its status until SIGTERM (--hold-when-done)")
+            learner.stop_requested.wait()
     finally:
         policy.stop_followers()
         learner.close()

@@ -76,10 +76,14 @@ def add_port(server: grpc.Server, address: str, tls: TLS | None = None) -> int:
     return port
 
 
-def channel(target: str, tls: TLS | None = None, max_message_bytes: int | None = None) -> grpc.Channel:
-    """A client channel to an azr service; TLS when `AZR_TLS_DIR` is set (or `tls` given)."""
+def channel(target: str, tls: TLS | None = None, max_message_bytes: int | None = None,
+            round_robin: bool = False) -> grpc.Channel:
+    """A client channel to an azr service; TLS when `AZR_TLS_DIR` is set (or `tls` given).
+
+    `round_robin` spreads calls over every address the target resolves to (a `dns:///` name of
+    a headless Service: one per ready pod); gRPC's default, pick_first, sends all to one."""
     tls = tls or TLS.from_env()
-    options: list[tuple[str, object]] = []
+    options: list[tuple[str, object]] = [("grpc.lb_policy_name", "round_robin")] if round_robin else []
     if max_message_bytes:
         options += [("grpc.max_receive_message_length", max_message_bytes),
                     ("grpc.max_send_message_length", max_message_bytes)]

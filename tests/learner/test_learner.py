@@ -108,6 +108,31 @@ def test_a_killed_run_resumes_exactly(uninterrupted, services, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run's"
 
 
+def test_a_finished_run_holds_its_status_until_sigterm(uninterrupted, services, tmp_path):
+    """In a StatefulSet an exit is restarted: with --hold-when-done the learner of a finished
+    run keeps answering 'done' (the operator then scales the run down) until SIGTERM."""
+    import shutil
+
+    reference_dir, spec, _ = uninterrupted
+    run_dir = tmp_path / "finished"
+    shutil.copytree(reference_dir, run_dir)
+    learner = LearnerProcess(spec, run_dir, services, "--hold-when-done")
+    try:
+        deadline = time.monotonic() + 600
+        while (status := learner.status()) is None or status.phase != "done":
+            assert learner.proc.poll() is None, learner.output()
+            assert time.monotonic() < deadline, "no 'done' from the finished run's learner"
+            time.sleep(0.5)
+        assert (status.step, status.total_steps) == (2, 2)
+        time.sleep(2)
+        assert learner.proc.poll() is None, "the learner exited instead of holding"
+        learner.proc.send_signal(signal.SIGTERM)
+        assert learner.wait(timeout=120) == 0, learner.output()
+    finally:
+        learner.close()
+    assert [line["step"] for line in metrics(run_dir)] == [0, 1, 2]  # nothing trained again
+
+
 def test_async_mode_overlaps_respects_the_lag_bound_and_checkpoints_on_sigterm(services, tmp_path):
     spec = write_spec(tmp_path / "run.yaml", mode="async", maxPolicyLag=1, checkpointEvery=10, oldLogProbs="engine")
     run_dir = tmp_path / "run"

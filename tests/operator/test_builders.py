@@ -50,7 +50,10 @@ def test_the_crd_is_valid_and_has_status_and_printer_columns():
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Step", "Ready", "Age"]
     rules = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
-    assert any("oldSelf.model" in r["rule"] for r in rules) and any("gvisor" in r["rule"] for r in rules)
+    assert any("oldSelf.model" in r["rule"] for r in rules) and any("runtimeClassName" in r["rule"] for r in rules)
+    assert not any("sandbox" in r["rule"] for r in rules)  # no effect in a cluster: examples/selfplayrun-1gpu.yaml applies
+    (name_rule,) = version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
+    assert "self.metadata.name.size() <= 44" in name_rule["rule"] and "'^[a-z]" in name_rule["rule"]
 
 
 def _json_schema(node):
@@ -196,3 +199,103 @@ def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_stat
     plain = build(load_run(CPU_PRESET))
     assert not any("--status-address" in o["spec"]["template"]["spec"]["containers"][0]["args"]
                    for o in plain if o["kind"] == "Deployment")
+
+
+@pytest.mark.parametrize("run_name, ok", [("a" * 44, True), ("a" * 45, False), ("1run", False), ("run-1", True),
+                                          ("run-", False)])
+def test_run_names_fit_every_child_name(run_name, ok):
+    from azr.spec import SpecError
+
+    doc = {"apiVersion": "azr.dev/v1alpha1", "kind": "SelfPlayRun", "metadata": {"name": run_name}}
+    if not ok:
+        with pytest.raises(SpecError, match="metadata.name"):
+            parse_run(doc)
+        return
+    objects = build(parse_run(doc), uid=UID)
+    assert len(named(objects, "StatefulSet", "-learner")["metadata"]["name"]) <= 52  # controller-revision-hash label
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+def test_a_learner_of_several_ranks_can_rendezvous_and_pass_its_probes():
+    from azr.topology import STATUS_PORT
+
+    run = load_run(GPU_PRESET)
+    assert run.spec.learner.ranks > 1
+    objects = build(run, uid=UID)
+    service = named(objects, "Service", "-learner")
+    assert service["spec"]["publishNotReadyAddresses"] is True  # rank 0's DNS name resolves before it is ready
+    assert named(objects, "Service", "-executor")["spec"]["publishNotReadyAddresses"] is False
+    learner = named(objects, "StatefulSet", "-learner")
+    assert learner["spec"]["serviceName"] == service["metadata"]["name"]
+    container = learner["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["torchrun"] and f"0.0.0.0:{STATUS_PORT}" in container["args"]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["grpc"]["port"] == STATUS_PORT  # every rank serves health there, rank 0 also Learner
+    single = load_run(CPU_PRESET)
+    container = named(build(single), "StatefulSet", "-learner")["spec"]["template"]["spec"]["containers"][0]
+    assert "--status-address" not in container["args"] and container["readinessProbe"]["grpc"]["port"] != STATUS_PORT
+
+
+def test_a_finished_run_scales_every_workload_to_zero_and_the_learner_holds():
+    objects = build(load_run(GPU_PRESET), finished=True)
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    assert workloads and all(o["spec"]["replicas"] == 0 for o in workloads)
+    running = build(load_run(GPU_PRESET))
+    args = named(running, "StatefulSet", "-learner")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--hold-when-done" in args  # an exit would be restarted by the StatefulSet
+
+
+def test_the_executor_is_reached_round_robin_over_its_pods():
+    run = load_run(GPU_PRESET)
+    assert service_address(run, "executor").startswith("dns:///")
+
+
+def _pods(objects):
+    return {o["metadata"]["name"]: o["spec"]["template"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")}
+
+
+def test_a_read_write_once_volume_co_locates_its_pods_and_read_write_many_does_not():
+    run = load_run(GPU_PRESET)
+    objects = build(run)
+    assert named(objects, "PersistentVolumeClaim", "-data")["spec"]["accessModes"] == ["ReadWriteOnce"]
+    for pod_name, template in _pods(objects).items():
+        mounts = any(v.get("persistentVolumeClaim") for v in template["spec"]["volumes"])
+        affinity = template["spec"].get("affinity", {}).get("podAffinity")
+        assert bool(affinity) == mounts, pod_name  # the executor mounts nothing and goes anywhere
+        if mounts:
+            (term,) = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+            assert term["topologyKey"] == "kubernetes.io/hostname"
+            assert term["labelSelector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    shared = parse_run({**yaml.safe_load(GPU_PRESET.read_text()), "spec": {
+        **yaml.safe_load(GPU_PRESET.read_text())["spec"], "storage": {"accessMode": "ReadWriteMany", "cacheSize": "50Gi"}}})
+    objects = build(shared)
+    assert named(objects, "PersistentVolumeClaim", "-data")["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert not any("affinity" in t["spec"] for t in _pods(objects).values())
+    caches = [v["emptyDir"]["sizeLimit"] for n, t in _pods(objects).items() for v in t["spec"]["volumes"]
+              if v["name"] == "cache" and not n.endswith("-executor")]  # the executor loads no model: 2Gi
+    assert caches and set(caches) == {"50Gi"}
+
+
+def test_gpu_pods_roll_without_surge_and_no_pod_gets_service_links():
+    objects = build(load_run(GPU_PRESET))
+    proposer = named(objects, "Deployment", "-proposer")["spec"]
+    assert proposer["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}  # no spare GPU needed
+    assert "strategy" not in named(objects, "Deployment", "-executor")["spec"]
+    assert all(t["spec"]["enableServiceLinks"] is False for t in _pods(objects).values())  # a Service `vllm` breaks vLLM
+
+
+def test_spec_changes_roll_the_pods_and_scaling_does_not():
+    def hashes(run):
+        return {n: t["metadata"]["annotations"]["azr.dev/spec-hash"] for n, t in _pods(build(run)).items()}
+
+    run = load_run(GPU_PRESET)
+    before = hashes(run)
+    scaled = copy.deepcopy(run)
+    scaled.spec.solver.replicas += 1
+    scaled.spec.suspend = True
+    assert hashes(scaled) == before
+    changed = copy.deepcopy(run)
+    changed.spec.executor.timeout_seconds = 3.0
+    after = hashes(changed)
+    assert all(after[n] != before[n] for n in before)

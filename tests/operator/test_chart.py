@@ -58,6 +58,36 @@ def test_rbac_is_least_privilege(helm):
     assert "selfplayruns/status" in resources
 
 
+def _allowed(role: dict) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def test_rbac_allows_every_call_the_operator_makes(helm):
+    """The calls of `azr_operator.handlers` for the objects `builders.build` makes: apply is a
+    patch (and a create where a server cannot apply-create), pruning lists and deletes, the
+    RuntimeClass check gets; Kopf watches runs, patches their status and lists CRDs; owner
+    references with blockOwnerDeletion need update on the runs' finalizers."""
+    from azr_operator.builders import build
+
+    from azr.spec import load_run
+
+    allowed = _allowed(next(d for d in template(helm) if d["kind"] == "ClusterRole"))
+    plural = {"NetworkPolicy": "networkpolicies", "PodDisruptionBudget": "poddisruptionbudgets"}
+    needed = {("azr.dev", "selfplayruns", v) for v in ("get", "list", "watch", "patch")}
+    needed |= {("azr.dev", "selfplayruns/status", "patch"), ("azr.dev", "selfplayruns/finalizers", "update"),
+               ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+               ("apiextensions.k8s.io", "customresourcedefinitions", "watch"), ("node.k8s.io", "runtimeclasses", "get"),
+               ("", "events", "create")}
+    for example in sorted((ROOT / "examples").glob("*.yaml")):
+        for obj in build(load_run(example)):
+            group = obj["apiVersion"].rpartition("/")[0]
+            resource = plural.get(obj["kind"], obj["kind"].lower() + "s")
+            verbs = ("get", "create", "patch") + (("list", "delete") if obj["kind"] != "PersistentVolumeClaim" else ())
+            needed |= {(group, resource, verb) for verb in verbs}
+    assert needed - allowed == set()
+
+
 def test_the_runtime_class_is_optional(helm):
     assert not any(d["kind"] == "RuntimeClass" for d in template(helm, "--set", "gvisor.runtimeClass.create=false"))
 

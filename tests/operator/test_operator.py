@@ -26,6 +26,7 @@ def api_server_class():
     """kmock's emulator plus what a real API server does and Kopf relies on: every write gets a
     new resourceVersion (Kopf's patches test it), and a created object gets a uid and a
     creation timestamp (owner references need the uid)."""
+    import copy
     import datetime
     import itertools
     import uuid
@@ -35,11 +36,36 @@ def api_server_class():
     class ApiServer(kmock.KubernetesEmulator):
         _revisions = itertools.count(1)
         creates: list[tuple[str, str]]  # (plural, name) of every create request, to find duplicates
-        hold: set[str]  # creates of these plurals wait until `released` (a request in flight to kill)
+        applied_creates: list[tuple[str, str]]  # (plural, name) of every object a server-side apply created
+        hold: set[str]  # creates (and creating applies) of these plurals wait until `released` (a request in flight to kill)
         held: threading.Event
         released: threading.Event
 
         async def _handle(self, request):
+            if (request.resource is not None and request.action == kmock.action.UPDATE and request.name
+                    and "apply-patch" in request.headers.get("Content-Type", "") and isinstance(request.data, dict)):
+                # Server-side apply of a missing object creates it, as a real API server does;
+                # the apply then goes on as a patch of what it created.
+                key = (request.resource, request.namespace, request.name)
+                async with self._lock:
+                    missing = key not in self._objects or self._objects[key].deleted
+                if missing and request.resource.plural in self.hold:
+                    self.creates.append((request.resource.plural, request.name))
+                    self.held.set()
+                    while not self.released.is_set():
+                        await asyncio.sleep(0.05)
+                async with self._lock:
+                    if key not in self._objects or self._objects[key].deleted:
+                        self.applied_creates.append((request.resource.plural, request.name))
+                        created = copy.deepcopy(request.data)
+                        meta = created.setdefault("metadata", {})
+                        meta.update(uid=str(uuid.uuid4()), generation=1, resourceVersion=str(next(self._revisions)),
+                                    creationTimestamp=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
+                        if key in self._objects:
+                            self._objects[key].create(created)
+                        else:
+                            self._objects[key] = created
+                        await self._buses[request.resource].put({"type": "ADDED", "object": self._objects[key].last.raw})
             if request.resource is not None and request.action == kmock.action.CREATE and isinstance(request.data, dict):
                 self.creates.append((request.resource.plural, request.data.get("metadata", {}).get("name")))
                 if request.resource.plural in self.hold:
@@ -74,7 +100,7 @@ class Cluster:
         self.kmock = kmock
         self.operator = operator
         self.emulator = api_server_class()()
-        self.emulator.creates, self.emulator.hold = [], set()
+        self.emulator.creates, self.emulator.applied_creates, self.emulator.hold = [], [], set()
         self.emulator.held, self.emulator.released = threading.Event(), threading.Event()
         self.emulator.resources.load_bundled()
         self.emulator.resources[RUNS] = kmock.ResourceInfo(kind="SelfPlayRun", namespaced=True, subresources={"status"},
@@ -188,6 +214,10 @@ def test_create_gives_children_and_status(cluster):
     deployments = cluster.objects("deployments")
     assert {"gpu-run-executor", "gpu-run-proposer", "gpu-run-solver"} <= set(deployments)
     assert {"gpu-run-executor"} <= set(cluster.objects("networkpolicies"))
+    # Every child came from a server-side apply (which a real API server turns into a create),
+    # never a POST: fields that later drop out of the manifest are then removed.
+    assert ("deployments", "gpu-run-executor") in cluster.emulator.applied_creates
+    assert not [c for c in cluster.emulator.creates if c[1] and c[1].startswith("gpu-run-") and c not in cluster.emulator.applied_creates]
     owner = deployments["gpu-run-executor"]["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "SelfPlayRun" and owner["name"] == "gpu-run"  # deleting the run deletes its children
     status = wait_for(lambda: cluster.run("gpu-run").get("status", {}).get("phase") and cluster.run("gpu-run")["status"],
@@ -288,6 +318,52 @@ def test_ready_children_and_a_runtime_class_make_the_run_running(cluster, learne
                         and cluster.run("gpu-run")["status"]["progress"], what="progress from the learner")
     assert progress["policyVersion"] == 3 and progress["lastCheckpoint"].endswith("step-000003")
     assert progress["metrics"]["reward.deduction.solve"] == 0.25
+
+
+def serve_learner_status(status):
+    """A real Learner gRPC service reporting `status`; returns (server, address)."""
+    import threading as th
+    from concurrent import futures
+
+    import grpc
+    from azr_learner.server import LearnerService
+
+    from azr.v1 import learner_pb2_grpc
+
+    class Reporting:
+        done = th.Event()
+
+    Reporting.status = status
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    learner_pb2_grpc.add_LearnerServicer_to_server(LearnerService(Reporting()), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+def test_a_finished_run_is_complete_scales_to_zero_and_stays_so(cluster, monkeypatch):
+    import azr_operator.handlers as handlers
+    from azr_learner.learner import Status
+
+    def workloads():
+        return [o for plural in ("deployments", "statefulsets") for n, o in cluster.objects(plural).items()
+                if n.startswith("done-run-")]
+
+    server, address = serve_learner_status(Status(step=4, total_steps=4, policy_version=4, phase="done"))
+    monkeypatch.setattr(handlers, "learner_address", lambda run: address if run.metadata.name == "done-run" else "127.0.0.1:1")
+    try:
+        kubectl_apply(cluster, example("examples/selfplayrun-cpu.yaml", "done-run"))
+        wait_for(lambda: cluster.run("done-run").get("status", {}).get("phase") == "Complete", what="phase Complete")
+        wait_for(lambda: workloads() and all(o["spec"]["replicas"] == 0 for o in workloads()), what="zero replicas")
+    finally:
+        server.stop(0)  # scaled down: no learner answers any more
+    time.sleep(3)  # several reconciles (every second here)
+    status = cluster.run("done-run")["status"]
+    assert status["phase"] == "Complete" and status["progress"]["step"] == 4
+    assert all(o["spec"]["replicas"] == 0 for o in workloads())
+    patch_run(cluster, "done-run", {"training": {"steps": 8}}, 2)  # more steps: the run goes on
+    wait_for(lambda: cluster.objects("statefulsets")["done-run-learner"]["spec"]["replicas"] == 1, what="the learner back")
+    wait_for(lambda: cluster.run("done-run")["status"]["phase"] != "Complete", what="a phase after Complete")
 
 
 def test_every_child_is_owned_by_its_run_for_deletion(cluster):

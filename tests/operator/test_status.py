@@ -44,3 +44,18 @@ def test_transition_times_change_only_on_transitions():
     # Progress survives a poll in which the learner did not answer.
     with_progress = compute_status(Observed(1, replicas=READY, learner={"step": 2, "totalSteps": 9, "phase": "update"}), None, "t0")
     assert compute_status(Observed(1, replicas=READY), with_progress, "t1")["progress"]["step"] == 2
+
+
+def test_complete_holds_for_its_generation_once_the_learner_is_gone():
+    from azr_operator.status import finished_before, learner_done
+
+    done = {"step": 4, "totalSteps": 4, "phase": "done"}
+    assert learner_done(done) and not learner_done({**done, "step": 3}) and not learner_done(None)
+    first = compute_status(Observed(1, replicas=READY, learner=done, finished=True), None, "t0")
+    assert first["phase"] == "Complete" and finished_before(first, 1)
+    # Scaled down: no learner answers, and the phase does not fall back to Starting.
+    later = compute_status(Observed(1, replicas={r: (0, 0) for r in READY}, finished=finished_before(first, 1)), first, "t1")
+    assert later["phase"] == "Complete" and later["progress"]["step"] == 4
+    assert conditions(later)["Complete"]["lastTransitionTime"] == "t0"
+    # A new generation (say, more steps) runs again.
+    assert not finished_before(later, 2)
