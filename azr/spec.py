@@ -114,9 +114,13 @@ class TrainingSpec(_Model):
         return self.old_log_probs is OldLogProbs.ENGINE or self.mode is RunMode.ASYNC
 
 
+# A Kubernetes quantity as the spec writes them: a number and an optional suffix ("500m", "4Gi", "1.5").
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+
+
 class Resources(_Model):
-    cpu: str = "1"
-    memory: str = "4Gi"
+    cpu: str = Field("1", pattern=QUANTITY)
+    memory: str = Field("4Gi", pattern=QUANTITY)
     gpus: int = Field(0, ge=0)
 
 
@@ -139,7 +143,8 @@ class ExecutorSpec(_Model):
     timeout_seconds: float = Field(10.0, gt=0.0, le=300.0)
     memory_mib: int = Field(512, ge=64)
     max_inflight_batches: int = Field(8, ge=1)
-    runtime_class_name: str = "gvisor"
+    runtime_class_name: str | None = Field(None, min_length=1, description=(
+        "the executor pods' RuntimeClass (gVisor); default: the operator's (Helm value gvisor.runtimeClass.name)"))
     resources: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="2Gi"))
 
 
@@ -156,12 +161,12 @@ class AccessMode(str, enum.Enum):
 class StorageSpec(_Model):
     """The run's volume: checkpoints (ZeRO shards of every rank), published weights, metrics."""
 
-    size: str = "20Gi"
+    size: str = Field("20Gi", pattern=QUANTITY)
     storage_class_name: str | None = None
     access_mode: AccessMode = Field(AccessMode.READ_WRITE_ONCE, description=(
         "ReadWriteOnce: block storage, mounted on one node, so the learner, proposer and solver pods "
         "are co-located there (pod affinity); ReadWriteMany: a shared filesystem, pods on any node"))
-    cache_size: str = Field("20Gi", description="each pod's model cache (an emptyDir): converted models, compile caches")
+    cache_size: str = Field("20Gi", pattern=QUANTITY, description="each pod's model cache (an emptyDir): converted models, compile caches")
 
 
 class SecuritySpec(_Model):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azr.spec import API_GROUP, API_VERSION, KIND, AccessMode, SelfPlayRun
@@ -35,6 +35,29 @@ class Images:
 
     def for_role(self, role: str) -> str:
         return {"executor": self.executor, "proposer": self.inference, "solver": self.inference, "learner": self.learner}[role]
+
+
+@dataclass(frozen=True)
+class PodDefaults:
+    """What the cluster, not the run, decides for every pod of every run (the chart's values
+    `gvisor.runtimeClass.name` and `runPods`)."""
+
+    runtime_class: str = "gvisor"
+    image_pull_secrets: tuple[str, ...] = ()
+    tolerations: tuple[dict[str, Any], ...] = ()
+    node_selector: dict[str, str] = field(default_factory=dict)
+
+    def runtime_class_for(self, run: SelfPlayRun) -> str:
+        return run.spec.executor.runtime_class_name or self.runtime_class
+
+    def apply(self, pod: dict[str, Any]) -> dict[str, Any]:
+        if self.image_pull_secrets:
+            pod["imagePullSecrets"] = [{"name": n} for n in self.image_pull_secrets]
+        if self.tolerations:
+            pod["tolerations"] = [dict(t) for t in self.tolerations]
+        if self.node_selector:
+            pod["nodeSelector"] = dict(self.node_selector)
+        return pod
 
 
 def name(run: SelfPlayRun, role: str) -> str:
@@ -144,7 +167,8 @@ def _pdb(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels(run, role)}}}
 
 
-def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, finished: bool = False) -> list[Manifest]:
+def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, finished: bool = False,
+          pods: PodDefaults = PodDefaults()) -> list[Manifest]:
     """Every child object of the run, in apply order. `spec.suspend`, and a run whose learner
     has done its last step (`finished`), scale every workload to zero (the GPUs go back) and
     keep the ConfigMap, the volume and the Services."""
@@ -169,8 +193,8 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
     executor["args"] += ["--sandbox", "process"]
     executor["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
     objects += [
-        _deployment(run, "executor", 0 if suspended else spec.executor.replicas, executor, uid, {
-            "runtimeClassName": spec.executor.runtime_class_name, "automountServiceAccountToken": False,
+        _deployment(run, "executor", 0 if suspended else spec.executor.replicas, executor, uid, pods, {
+            "runtimeClassName": pods.runtime_class_for(run), "automountServiceAccountToken": False,
             "securityContext": {"fsGroup": 65532},
             "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
             "volumes": _volumes(run, "2Gi") + [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}]}),
@@ -189,7 +213,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
         container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
         container["securityContext"]["readOnlyRootFilesystem"] = False  # vLLM and torch compile caches
         objects += [
-            _deployment(run, role, 0 if suspended else generator.replicas, container, uid, {
+            _deployment(run, role, 0 if suspended else generator.replicas, container, uid, pods, {
                 "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
                 "securityContext": {"fsGroup": 65532}, "enableServiceLinks": False, **_data_affinity(run),
                 "volumes": _volumes(run) + [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
@@ -218,7 +242,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
         {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(run, name(run, "learner"), "learner", uid),
          "spec": {"replicas": 0 if suspended else ranks, "serviceName": name(run, "learner"),
                   "podManagementPolicy": "Parallel", "selector": {"matchLabels": labels(run, "learner")},
-                  "template": {"metadata": _pod_meta(run, "learner"), "spec": {
+                  "template": {"metadata": _pod_meta(run, "learner"), "spec": pods.apply({
                       "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
                       "enableServiceLinks": False, **_data_affinity(run),
                       "terminationGracePeriodSeconds": 600,  # SIGTERM: finish the update, write a checkpoint
@@ -226,7 +250,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
                       "containers": [container],
                       "volumes": _volumes(run) + [
                           {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data")}},
-                          {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]}}}},
+                          {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]})}}},
         _service(run, "learner", uid),
         _network_policy(run, "learner", uid),
     ]
@@ -234,9 +258,10 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
 
 
 def _deployment(run: SelfPlayRun, role: str, replicas: int, container: dict[str, Any], uid: str | None,
-                pod: dict[str, Any]) -> Manifest:
+                pods: PodDefaults, pod: dict[str, Any]) -> Manifest:
     spec: dict[str, Any] = {"replicas": replicas, "selector": {"matchLabels": labels(run, role)},
-                            "template": {"metadata": _pod_meta(run, role), "spec": {**pod, "containers": [container]}}}
+                            "template": {"metadata": _pod_meta(run, role),
+                                         "spec": pods.apply({**pod, "containers": [container]})}}
     if any(key != "cpu" and key != "memory" for key in container["resources"]["limits"]):
         # A surge pod would need a spare GPU: replace one pod at a time instead.
         spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}

@@ -37,6 +37,8 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         merged = {**options[0], **{k: v for k, v in schema.items() if k != "anyOf"}}
         node = structural(merged, defs)
         node["nullable"] = True
+        if "enum" in node and None not in node["enum"]:
+            node["enum"] = [*node["enum"], None]  # the API server checks a null against the enum too
         return node
     node: dict[str, Any] = {}
     if "const" in schema:
@@ -81,7 +83,6 @@ def spec_schema() -> dict[str, Any]:
     _set_defaults(schema, SelfPlayRunSpec().model_dump(mode="json", by_alias=True))
     schema["x-kubernetes-validations"] = [
         *({"rule": f"self.{field} == oldSelf.{field}", "message": message} for field, message in IMMUTABLE.items()),
-        {"rule": "size(self.executor.runtimeClassName) > 0", "message": "executor.runtimeClassName names the gVisor RuntimeClass"},
     ]
     return schema
 

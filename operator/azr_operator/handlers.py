@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import os
 from typing import Any
 
 import kopf
 
 from azr.spec import API_GROUP, SpecError, parse_run
-from azr_operator.builders import Images, build, name
+from azr_operator.builders import Images, PodDefaults, build, name
 from azr_operator.crd import PLURAL, VERSION
 from azr_operator.status import Observed, compute_status, finished_before, learner_done
 
@@ -32,9 +33,23 @@ CHILD_KINDS = ("Deployment", "StatefulSet", "Service", "NetworkPolicy", "PodDisr
 
 def images_from_env() -> Images:
     default = Images()
+    policy = json.loads(os.environ.get("AZR_RUN_PODS") or "{}").get("imagePullPolicy")
     return Images(executor=os.environ.get("AZR_EXECUTOR_IMAGE", default.executor),
                   inference=os.environ.get("AZR_INFERENCE_IMAGE", default.inference),
-                  learner=os.environ.get("AZR_LEARNER_IMAGE", default.learner))
+                  learner=os.environ.get("AZR_LEARNER_IMAGE", default.learner),
+                  pull_policy=policy or default.pull_policy)
+
+
+def pod_defaults_from_env() -> PodDefaults:
+    """The chart's `gvisor.runtimeClass.name` and `runPods` values (AZR_RUN_PODS is their JSON)."""
+    import json
+
+    run_pods = json.loads(os.environ.get("AZR_RUN_PODS") or "{}")
+    return PodDefaults(runtime_class=os.environ.get("AZR_RUNTIME_CLASS") or PodDefaults.runtime_class,
+                       image_pull_secrets=tuple(s["name"] if isinstance(s, dict) else s
+                                                for s in run_pods.get("imagePullSecrets") or ()),
+                       tolerations=tuple(run_pods.get("tolerations") or ()),
+                       node_selector=dict(run_pods.get("nodeSelector") or {}))
 
 
 @kopf.on.startup()
@@ -152,13 +167,24 @@ async def reconcile(body: kopf.Body, client=None, learner_progress=_learner_prog
         run = parse_run(data, f"SelfPlayRun {namespace}/{meta['name']}")
     except SpecError as exc:
         return compute_status(Observed(generation, spec_error=str(exc)), previous, now)
+    own_client = client is None
     client = client or _client()
+    try:
+        return await _reconcile(run, meta, namespace, generation, previous, now, client, learner_progress)
+    finally:
+        if own_client:
+            await client.close()
+
+
+async def _reconcile(run, meta, namespace: str, generation: int, previous: dict[str, Any], now: str, client,
+                     learner_progress) -> dict[str, Any]:
     # Progress first: a learner that reports its last step done frees the run's GPUs in this
     # same reconcile, and a finished run is not asked again until its spec changes.
     finished = finished_before(previous, generation)
     learner = None if run.spec.suspend or finished else await asyncio.to_thread(learner_progress, run)
     finished = finished or learner_done(learner)
-    objects = build(run, images_from_env(), uid=meta.get("uid"), finished=finished)
+    pods = pod_defaults_from_env()
+    objects = build(run, images_from_env(), uid=meta.get("uid"), finished=finished, pods=pods)
     applied = [await _apply(client, manifest) for manifest in objects]
     await _prune(client, run, namespace, {(o["kind"], o["metadata"]["name"]) for o in objects})
     replicas: dict[str, tuple[int, int]] = {}
@@ -166,8 +192,9 @@ async def reconcile(body: kopf.Body, client=None, learner_progress=_learner_prog
         if obj.get("kind") in ("Deployment", "StatefulSet"):
             role = obj["metadata"]["labels"][f"{API_GROUP}/role"]
             replicas[role] = (int(obj["spec"].get("replicas") or 0), int((obj.get("status") or {}).get("readyReplicas") or 0))
-    observed = Observed(generation, suspended=run.spec.suspend, runtime_class=run.spec.executor.runtime_class_name,
-                        runtime_class_exists=await _runtime_class_exists(client, run.spec.executor.runtime_class_name),
+    runtime_class = pods.runtime_class_for(run)
+    observed = Observed(generation, suspended=run.spec.suspend, runtime_class=runtime_class,
+                        runtime_class_exists=await _runtime_class_exists(client, runtime_class),
                         replicas=replicas, learner=learner, finished=finished)
     return compute_status(observed, previous, now)
 

@@ -99,6 +99,10 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     if learner:
         progress.update({k: learner[k] for k in ("step", "totalSteps", "policyVersion", "phase", "lastCheckpoint", "metrics")
                          if k in learner})
+    replicas: dict[str, Any] = {role: {"desired": d, "ready": r} for role, (d, r) in observed.replicas.items()}
+    # The status is written as a merge patch: a role that is gone (the solver once it shares the
+    # proposer's pool) is removed with a null, or its last counts would stay.
+    replicas |= {role: None for role in previous.get("replicas") or {} if role not in replicas}
     return {"observedGeneration": g, "phase": phase, "conditions": conditions,
-            "replicas": {role: {"desired": d, "ready": r} for role, (d, r) in observed.replicas.items()},
+            "replicas": replicas,
             "ready": f"{ready_roles}/{len(observed.replicas)}", "progress": progress}

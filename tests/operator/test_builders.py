@@ -50,7 +50,7 @@ def test_the_crd_is_valid_and_has_status_and_printer_columns():
     assert version["subresources"] == {"status": {}}
     assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Step", "Ready", "Age"]
     rules = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"]
-    assert any("oldSelf.model" in r["rule"] for r in rules) and any("runtimeClassName" in r["rule"] for r in rules)
+    assert any("oldSelf.model" in r["rule"] for r in rules)
     assert not any("sandbox" in r["rule"] for r in rules)  # no effect in a cluster: examples/selfplayrun-1gpu.yaml applies
     (name_rule,) = version["schema"]["openAPIV3Schema"]["x-kubernetes-validations"]
     assert "self.metadata.name.size() <= 44" in name_rule["rule"] and "'^[a-z]" in name_rule["rule"]
@@ -65,7 +65,7 @@ def _json_schema(node):
         node["additionalProperties"] = False  # the API server prunes unknown fields; here they are errors
     if node.pop("nullable", False):
         node["type"] = [node["type"], "null"]
-        if "enum" in node:
+        if "enum" in node and None not in node["enum"]:
             node["enum"] = [*node["enum"], None]
     return node
 
@@ -299,3 +299,32 @@ def test_spec_changes_roll_the_pods_and_scaling_does_not():
     changed.spec.executor.timeout_seconds = 3.0
     after = hashes(changed)
     assert all(after[n] != before[n] for n in before)
+
+
+def test_a_nullable_enum_takes_null_and_quantities_are_checked():
+    spec = custom_resource_definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    share = spec["properties"]["solver"]["properties"]["shareWith"]
+    assert share["nullable"] and None in share["enum"]  # the API server checks a null against the enum
+    assert "pattern" in spec["properties"]["executor"]["properties"]["resources"]["properties"]["memory"]
+    assert "pattern" in spec["properties"]["storage"]["properties"]["size"]
+
+
+def test_the_clusters_pod_defaults_reach_every_pod_and_a_run_may_name_its_runtime_class():
+    from azr_operator.builders import PodDefaults
+
+    defaults = PodDefaults(runtime_class="azr-gvisor", image_pull_secrets=("regcred",),
+                           tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
+                           node_selector={"pool": "azr"})
+    run = load_run(GPU_PRESET)
+    objects = build(run, pods=defaults)
+    for template in _pods(objects).values():
+        pod = template["spec"]
+        assert pod["imagePullSecrets"] == [{"name": "regcred"}] and pod["nodeSelector"] == {"pool": "azr"}
+        assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert named(objects, "Deployment", "-executor")["spec"]["template"]["spec"]["runtimeClassName"] == "azr-gvisor"
+    own = copy.deepcopy(run)
+    own.spec.executor.runtime_class_name = "gvisor"  # GKE Sandbox's
+    pod = named(build(own, pods=defaults), "Deployment", "-executor")["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "gvisor"
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBERNETES, strict=True)

@@ -88,6 +88,28 @@ def test_rbac_allows_every_call_the_operator_makes(helm):
     assert needed - allowed == set()
 
 
+def test_run_pod_values_reach_the_operator_and_the_runtime_class_can_be_scheduled(helm, monkeypatch):
+    import json
+
+    from azr_operator.handlers import images_from_env, pod_defaults_from_env
+
+    docs = template(helm, "--set", "runPods.imagePullSecrets[0]=regcred", "--set", "runPods.imagePullPolicy=Always",
+                    "--set", "runPods.nodeSelector.pool=azr", "--set", "gvisor.runtimeClass.nodeSelector.runsc=yes")
+    runtime_class = next(d for d in docs if d["kind"] == "RuntimeClass")
+    assert runtime_class["metadata"]["name"] == "azr-gvisor"  # not GKE Sandbox's built-in `gvisor`
+    assert runtime_class["scheduling"] == {"nodeSelector": {"runsc": "yes"}}
+    kubernetes_validate.validate(runtime_class, KUBERNETES, strict=True)
+    operator = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in operator["env"]}
+    assert json.loads(env["AZR_RUN_PODS"])["imagePullSecrets"] == ["regcred"]
+    for name in ("AZR_RUN_PODS", "AZR_RUNTIME_CLASS"):
+        monkeypatch.setenv(name, env[name])
+    pods = pod_defaults_from_env()
+    assert (pods.runtime_class, pods.image_pull_secrets, pods.node_selector) == ("azr-gvisor", ("regcred",), {"pool": "azr"})
+    assert images_from_env().pull_policy == "Always"
+    assert "scheduling" not in next(d for d in template(helm) if d["kind"] == "RuntimeClass")
+
+
 def test_the_runtime_class_is_optional(helm):
     assert not any(d["kind"] == "RuntimeClass" for d in template(helm, "--set", "gvisor.runtimeClass.create=false"))
 

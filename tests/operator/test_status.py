@@ -59,3 +59,10 @@ def test_complete_holds_for_its_generation_once_the_learner_is_gone():
     assert conditions(later)["Complete"]["lastTransitionTime"] == "t0"
     # A new generation (say, more steps) runs again.
     assert not finished_before(later, 2)
+
+
+def test_a_role_that_is_gone_is_removed_from_the_status():
+    before = compute_status(Observed(1, replicas={**READY, "solver": (2, 2)}), None, "t0")
+    after = compute_status(Observed(2, replicas=READY), before, "t1")  # the solver now shares the proposer's pool
+    assert after["replicas"]["solver"] is None  # a null in the merge patch deletes the key
+    assert after["replicas"]["proposer"] == {"desired": 1, "ready": 1}

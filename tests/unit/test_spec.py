@@ -59,6 +59,8 @@ def _base(**spec):
     (_base(solver={"shareWith": "learner"}), "spec.solver.shareWith"),
     (_base(proposer={"memoryFraction": 1.5}), "spec.proposer.memoryFraction: Input should be less than or equal to 1"),
     ({**_base(), "kind": "Pod"}, "kind"),
+    (_base(learner={"resources": {"memory": "16 GB"}}), "spec.learner.resources.memory"),
+    (_base(storage={"size": "lots"}), "spec.storage.size"),
     ({**_base(), "metadata": {"name": "Bad_Name"}}, "metadata.name"),
     ({**_base(), "metadata": {}}, "metadata.name: Field required"),
 ])
