@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -124,6 +124,21 @@ class Resources(_Model):
     gpus: int = Field(0, ge=0)
 
 
+class _HasResources(_Model):
+    """A role whose `resources` default differs from Resources'. A partial `resources` takes
+    the missing fields from the role's default, as the CRD's path-by-path defaults do, so a run
+    gets the same figures from `azr run` and from the API server."""
+
+    DEFAULT_RESOURCES: ClassVar[dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_resources(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("resources"), dict) and cls.DEFAULT_RESOURCES:
+            data = {**data, "resources": {**cls.DEFAULT_RESOURCES, **data["resources"]}}
+        return data
+
+
 class GeneratorSpec(_Model):
     replicas: int = Field(1, ge=0)
     engine: Engine = Engine.VLLM
@@ -136,7 +151,9 @@ class GeneratorSpec(_Model):
     share_with: Literal["proposer"] | None = Field(None, description="solver only: serve both roles from the proposer pool")
 
 
-class ExecutorSpec(_Model):
+class ExecutorSpec(_HasResources):
+    DEFAULT_RESOURCES: ClassVar[dict[str, Any]] = {"cpu": "2", "memory": "2Gi"}
+
     replicas: int = Field(1, ge=0)
     sandbox: SandboxMode = SandboxMode.GVISOR
     workers: int = Field(4, ge=2, description="long-lived workers per replica (two runs per check need two)")
@@ -145,12 +162,14 @@ class ExecutorSpec(_Model):
     max_inflight_batches: int = Field(8, ge=1)
     runtime_class_name: str | None = Field(None, min_length=1, description=(
         "the executor pods' RuntimeClass (gVisor); default: the operator's (Helm value gvisor.runtimeClass.name)"))
-    resources: Resources = Field(default_factory=lambda: Resources(cpu="2", memory="2Gi"))
+    resources: Resources = Field(default_factory=lambda: Resources(**ExecutorSpec.DEFAULT_RESOURCES))
 
 
-class LearnerSpec(_Model):
+class LearnerSpec(_HasResources):
+    DEFAULT_RESOURCES: ClassVar[dict[str, Any]] = {"cpu": "4", "memory": "16Gi"}
+
     ranks: int = Field(1, ge=1)
-    resources: Resources = Field(default_factory=lambda: Resources(cpu="4", memory="16Gi"))
+    resources: Resources = Field(default_factory=lambda: Resources(**LearnerSpec.DEFAULT_RESOURCES))
 
 
 class AccessMode(str, enum.Enum):
@@ -167,6 +186,8 @@ class StorageSpec(_Model):
         "ReadWriteOnce: block storage, mounted on one node, so the learner, proposer and solver pods "
         "are co-located there (pod affinity); ReadWriteMany: a shared filesystem, pods on any node"))
     cache_size: str = Field("20Gi", pattern=QUANTITY, description="each pod's model cache (an emptyDir): converted models, compile caches")
+    keep_on_delete: bool = Field(False, description="keep the volume (checkpoints, metrics) when the SelfPlayRun is "
+                                                    "deleted; by default the run owns it and it goes with the run")
 
 
 class SecuritySpec(_Model):

@@ -111,7 +111,9 @@ def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resour
         "image": images.for_role(role),
         "imagePullPolicy": images.pull_policy,
         "command": ["azr"],
-        "args": service_plan.command(f"0.0.0.0:{port}"),  # pods listen on their own IP; NetworkPolicies guard
+        # The wildcard of both families: dual-stack where the node has IPv6, IPv4 where it has
+        # not (gRPC falls back), so IPv6-only clusters work too. NetworkPolicies guard the port.
+        "args": service_plan.command(f"[::]:{port}"),
         "ports": [{"name": "grpc", "containerPort": port}],
         "env": [{"name": "AZR_CACHE_DIR", "value": CACHE_MOUNT}, {"name": "HOME", "value": CACHE_MOUNT}],
         "resources": _resources(resources),
@@ -124,7 +126,7 @@ def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resour
     # while every rank answers health on the status port.
     multi_rank = role == "learner" and run.spec.learner.ranks > 1
     if tls.tls_secret_name or multi_rank:
-        container["args"] += ["--status-address", f"0.0.0.0:{STATUS_PORT}"]
+        container["args"] += ["--status-address", f"[::]:{STATUS_PORT}"]
         container["ports"].append({"name": "status", "containerPort": STATUS_PORT})
         port = STATUS_PORT
     if tls.tls_secret_name:
@@ -181,7 +183,9 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
          "automountServiceAccountToken": False},
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(run, name(run, "spec"), None, uid),
          "data": {"spec.yaml": run.model_copy(update={"status": None}).to_yaml()}},
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _meta(run, name(run, "data"), "learner", uid),
+        # `storage.keepOnDelete`: no owner reference, so deleting the run keeps its checkpoints.
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+         "metadata": _meta(run, name(run, "data"), "learner", None if spec.storage.keep_on_delete else uid),
          "spec": {"accessModes": [spec.storage.access_mode.value], "resources": {"requests": {"storage": spec.storage.size}},
                   **({"storageClassName": spec.storage.storage_class_name} if spec.storage.storage_class_name else {})}},
     ]

@@ -192,7 +192,7 @@ def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_stat
         assert env["AZR_TLS_DIR"] == "/etc/azr-tls" and env["AZR_TLS_SERVER_NAME"] == "azr"
         assert {"name": "tls", "secret": {"secretName": "run-tls", "defaultMode": 0o440}} in pod["volumes"]
         assert pod["securityContext"]["fsGroup"] == 65532  # the key is group-readable only
-        assert container["args"][container["args"].index("--status-address") + 1] == f"0.0.0.0:{STATUS_PORT}"
+        assert container["args"][container["args"].index("--status-address") + 1] == f"[::]:{STATUS_PORT}"
         assert container["readinessProbe"]["grpc"]["port"] == STATUS_PORT
         kubernetes_validate.validate(workload, KUBERNETES, strict=True)
     assert learner_address(run).endswith(f":{STATUS_PORT}")
@@ -229,7 +229,7 @@ def test_a_learner_of_several_ranks_can_rendezvous_and_pass_its_probes():
     learner = named(objects, "StatefulSet", "-learner")
     assert learner["spec"]["serviceName"] == service["metadata"]["name"]
     container = learner["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["torchrun"] and f"0.0.0.0:{STATUS_PORT}" in container["args"]
+    assert container["command"] == ["torchrun"] and f"[::]:{STATUS_PORT}" in container["args"]
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["grpc"]["port"] == STATUS_PORT  # every rank serves health there, rank 0 also Learner
     single = load_run(CPU_PRESET)
@@ -328,3 +328,17 @@ def test_the_clusters_pod_defaults_reach_every_pod_and_a_run_may_name_its_runtim
     assert pod["runtimeClassName"] == "gvisor"
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES, strict=True)
+
+
+def test_pods_listen_on_both_families_and_the_volume_can_outlive_the_run():
+    run = load_run(GPU_PRESET)
+    objects = build(run, uid=UID)
+    for template in _pods(objects).values():
+        args = template["spec"]["containers"][0]["args"]
+        assert args[args.index("--address") + 1].startswith("[::]:")  # IPv6-only clusters too; IPv4 where no IPv6
+    assert named(objects, "PersistentVolumeClaim", "-data")["metadata"]["ownerReferences"][0]["uid"] == UID
+    kept = copy.deepcopy(run)
+    kept.spec.storage.keep_on_delete = True
+    objects = build(kept, uid=UID)
+    assert "ownerReferences" not in named(objects, "PersistentVolumeClaim", "-data")["metadata"]
+    assert all("ownerReferences" in o["metadata"] for o in objects if o["kind"] != "PersistentVolumeClaim")

@@ -86,3 +86,14 @@ def test_snake_case_names_work_in_python():
     run = SelfPlayRun(metadata={"name": "py"})
     run.spec.method.monte_carlo_samples = 2
     assert "monteCarloSamples: 2" in run.to_yaml()
+
+
+def test_partial_resources_take_the_roles_defaults_as_the_crd_does():
+    from azr_operator.crd import custom_resource_definition
+
+    spec = parse_run({**_base(executor={"resources": {"cpu": "4"}}, learner={"resources": {"gpus": 1}})}).spec
+    assert (spec.executor.resources.cpu, spec.executor.resources.memory) == ("4", "2Gi")
+    assert (spec.learner.resources.memory, spec.learner.resources.gpus) == ("16Gi", 1)
+    schema = custom_resource_definition()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert schema["properties"]["executor"]["properties"]["resources"]["properties"]["memory"]["default"] == "2Gi"
+    assert schema["properties"]["learner"]["properties"]["resources"]["properties"]["memory"]["default"] == "16Gi"
