@@ -140,8 +140,8 @@ def run_eval(args: argparse.Namespace) -> int:
         fmt = spec.method.format_examples
         for path, records in suites.items():
             results = {}
+            tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
             for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
-                tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
                 bar = progress.add_task(task_type.value, total=len(tasks))
                 completions = generate([solve_prompt(t, task_type, fmt) for t in tasks], progress, bar)
                 checks = []

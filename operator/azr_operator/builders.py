@@ -266,7 +266,7 @@ def _deployment(run: SelfPlayRun, role: str, replicas: int, container: dict[str,
     spec: dict[str, Any] = {"replicas": replicas, "selector": {"matchLabels": labels(run, role)},
                             "template": {"metadata": _pod_meta(run, role),
                                          "spec": pods.apply({**pod, "containers": [container]})}}
-    if any(key != "cpu" and key != "memory" for key in container["resources"]["limits"]):
+    if set(container["resources"]["limits"]) - {"cpu", "memory"}:
         # A surge pod would need a spare GPU: replace one pod at a time instead.
         spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(run, name(run, role), role, uid), "spec": spec}

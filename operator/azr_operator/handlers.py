@@ -31,9 +31,14 @@ CHILD_KINDS = ("Deployment", "StatefulSet", "Service", "NetworkPolicy", "PodDisr
                "ServiceAccount")
 
 
+def _run_pods() -> dict[str, Any]:
+    """The chart's `runPods` value (AZR_RUN_PODS is its JSON)."""
+    return json.loads(os.environ.get("AZR_RUN_PODS") or "{}")
+
+
 def images_from_env() -> Images:
     default = Images()
-    policy = json.loads(os.environ.get("AZR_RUN_PODS") or "{}").get("imagePullPolicy")
+    policy = _run_pods().get("imagePullPolicy")
     return Images(executor=os.environ.get("AZR_EXECUTOR_IMAGE", default.executor),
                   inference=os.environ.get("AZR_INFERENCE_IMAGE", default.inference),
                   learner=os.environ.get("AZR_LEARNER_IMAGE", default.learner),
@@ -41,10 +46,8 @@ def images_from_env() -> Images:
 
 
 def pod_defaults_from_env() -> PodDefaults:
-    """The chart's `gvisor.runtimeClass.name` and `runPods` values (AZR_RUN_PODS is their JSON)."""
-    import json
-
-    run_pods = json.loads(os.environ.get("AZR_RUN_PODS") or "{}")
+    """The chart's `gvisor.runtimeClass.name` and `runPods` values."""
+    run_pods = _run_pods()
     return PodDefaults(runtime_class=os.environ.get("AZR_RUNTIME_CLASS") or PodDefaults.runtime_class,
                        image_pull_secrets=tuple(s["name"] if isinstance(s, dict) else s
                                                 for s in run_pods.get("imagePullSecrets") or ()),

@@ -211,16 +211,14 @@ class TransformersEngine(Engine):
             group = []
             for k in range(params.n):
                 seq = row * params.n + k
-                tokens, logprobs, finish = [], [], "length"
-                row_logprobs = token_logprobs[seq].tolist() if token_logprobs is not None else None
-                for k_token, token in enumerate(generated[seq].tolist()):
+                tokens, finish = [], "length"
+                for token in generated[seq].tolist():
                     tokens.append(token)
-                    if row_logprobs is not None:
-                        logprob = row_logprobs[k_token]
-                        logprobs.append(logprob if math.isfinite(logprob) else -1e9)
                     if token in self.eos_ids:
                         finish = "stop"
                         break
+                logprobs = ([lp if math.isfinite(lp) else -1e9 for lp in token_logprobs[seq, :len(tokens)].tolist()]
+                            if token_logprobs is not None else [])
                 text = self.tokenizer.decode(tokens, skip_special_tokens=True)
                 group.append(Completion(text, tokens, logprobs, finish))
             groups.append(group)
