@@ -7,7 +7,8 @@ Either way the host gets an empty environment, so no secret of the server reache
 
 `SandboxPool.run(jobs)` is thread-safe and blocks until every job has a result. If the
 sandbox itself dies, it is restarted and the jobs in flight are run again (they are pure),
-so nothing is lost or counted twice.
+so nothing is lost or counted twice. `SandboxPool.cancel(futures)` gives jobs whose result no
+longer matters a timeout result at once and drops them from the sandbox's queue.
 """
 
 from __future__ import annotations
@@ -150,28 +151,32 @@ class SandboxPool:
             entry[1].set_result(clean_result(result))
 
     def _on_sandbox_exit(self, proc: subprocess.Popen, reason: Exception) -> None:
+        given_up: list[tuple[Future, dict[str, Any]]] = []  # resolved outside the lock: callbacks may call in
         with self._lock:
             if self._closed or proc is not self._proc:
                 return
             log.warning("sandbox exited (%s); restarting and re-running %d jobs", reason, len(self._pending))
             proc.kill()
             self.restarts += 1
-            retry, failed = [], []
+            retry = []
             for job_id, (job, future, attempts) in list(self._pending.items()):
-                (retry if attempts < MAX_ATTEMPTS else failed).append((job_id, job, future, attempts))
-            for job_id, _, future, _ in failed:
-                del self._pending[job_id]
-                future.set_result({"id": job_id, "error": "sandbox", "message": "the sandbox failed repeatedly"})
+                if attempts < MAX_ATTEMPTS:
+                    retry.append((job_id, job, future, attempts))
+                else:
+                    del self._pending[job_id]
+                    given_up.append((future, {"id": job_id, "error": "sandbox", "message": "the sandbox failed repeatedly"}))
             try:
                 self._start()
             except SandboxError as exc:
                 for job_id, _, future, _ in retry:
                     self._pending.pop(job_id, None)
-                    future.set_result({"id": job_id, "error": "sandbox", "message": str(exc)})
-                return
-            for job_id, job, future, attempts in retry:
-                self._pending[job_id] = (job, future, attempts + 1)
-            self._send([job for _, job, _, _ in retry])
+                    given_up.append((future, {"id": job_id, "error": "sandbox", "message": str(exc)}))
+            else:
+                for job_id, job, future, attempts in retry:
+                    self._pending[job_id] = (job, future, attempts + 1)
+                self._send([job for _, job, _, _ in retry])
+        for future, result in given_up:
+            future.set_result(result)
 
     def _send(self, jobs: list[dict[str, Any]]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
@@ -194,6 +199,7 @@ class SandboxPool:
             for job in jobs:
                 job = dict(job, id=next(self._ids))
                 future: Future = Future()
+                future.job_id = job["id"]  # type: ignore[attr-defined]
                 self._pending[job["id"]] = (job, future, 1)
                 futures.append(future)
                 batch.append(job)
@@ -202,6 +208,21 @@ class SandboxPool:
 
     def run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [f.result() for f in self.submit(jobs)]
+
+    def cancel(self, futures: list[Future], message: str) -> None:
+        """Resolve the unfinished ones among `futures` as timed out, with `message`.
+
+        The sandbox drops those it has not handed to a worker yet; one that is running
+        finishes there, and its result is ignored."""
+        cancelled = []
+        with self._lock:
+            for future in futures:
+                if self._pending.pop(getattr(future, "job_id", None), None) is not None:
+                    cancelled.append(future)
+            if cancelled and self._proc is not None:
+                self._send([{"cancel": [f.job_id for f in cancelled]}])
+        for future in cancelled:
+            future.set_result({"id": future.job_id, "error": "timeout", "message": message, "cancelled": True})
 
     def close(self) -> None:
         """Stop the sandbox; every job still waiting gets a sandbox error, so no caller hangs."""

@@ -8,7 +8,8 @@ order; every frame starts with its 4-byte big-endian length.
 Workers are split into two lanes with different hash seeds; the trusted side sends the two
 runs of a determinism check to different lanes. A worker that overruns a job's wall-clock
 limit, dies, or reports itself tainted is killed with its whole process group and replaced;
-jobs it had not started go back to the queue. Forking is slow inside gVisor, so workers are
+jobs it had not started go back to the queue. A frame entry {"cancel": [ids]} drops those jobs:
+from the queues at once, and from a worker's hands if they come back to the queue. Forking is slow inside gVisor, so workers are
 started once and reused.
 """
 
@@ -126,6 +127,7 @@ class Host:
         self.queues = (collections.deque(), collections.deque())
         self.workers = []
         self.out = []
+        self.cancelled = set()  # ids cancelled while in a worker's hands, not yet run
         for n in range(workers):
             self._spawn(n % 2)
         stdin = sys.stdin.buffer.fileno()
@@ -148,6 +150,9 @@ class Host:
         if pending and error:
             job = pending.pop(0)
             self.out.append({"id": job["id"], "error": error, "message": message})
+            self.cancelled.discard(job["id"])
+        pending = [job for job in pending if job["id"] not in self.cancelled]
+        self.cancelled.difference_update(job["id"] for job in worker.pending)
         self.queues[worker.lane].extendleft(reversed(pending))
         self._sweep()
         self._spawn(worker.lane)
@@ -189,9 +194,21 @@ class Host:
             if len(self.stdin_buffer) < 4 + size:
                 break
             for job in marshal.loads(self.stdin_buffer[4:4 + size]):
-                self.queues[int(job.get("lane", 0)) % 2].append(job)
+                if "cancel" in job:
+                    self._cancel(set(job["cancel"]))
+                else:
+                    self.queues[int(job.get("lane", 0)) % 2].append(job)
             self.stdin_buffer = self.stdin_buffer[4 + size:]
         return True
+
+    def _cancel(self, ids):
+        for queue in self.queues:
+            kept = [job for job in queue if job["id"] not in ids]
+            if len(kept) < len(queue):
+                queue.clear()
+                queue.extend(kept)
+        # A worker runs its whole chunk; these are dropped only if the chunk comes back (_retire).
+        self.cancelled.update(job["id"] for worker in self.workers for job in list(worker.pending)[1:] if job["id"] in ids)
 
     def _on_worker(self, worker):
         try:
@@ -208,6 +225,7 @@ class Host:
                 self._retire(worker, "crashed", "the worker sent a result for another job")
                 return
             self.out.append(frame)
+            self.cancelled.discard(job["id"])
             worker.started = time.monotonic()
             if "taint" in frame:
                 self._retire(worker, None, "")

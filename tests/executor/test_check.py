@@ -78,3 +78,70 @@ def test_mixed_batch_keeps_order(executor):
     results = executor.check(items)
     assert [r.id for r in results] == [str(n) for n in range(30)]
     assert [r.correct for r in results] == [n != 5 for n in range(30)]
+
+
+class _Recording:
+    """A SandboxPool seen through: the jobs handed to it and the futures cancelled."""
+
+    def __init__(self, pool):
+        self.pool, self.submitted, self.cancelled = pool, 0, []
+
+    def submit(self, jobs):
+        self.submitted += len(jobs)
+        return self.pool.submit(jobs)
+
+    def cancel(self, futures, message):
+        self.cancelled.append((len(futures), message))
+        self.pool.cancel(futures, message)
+
+
+LOOPS = "def f(x):\n    while x != 1:\n        x = x + 2\n    return x"
+
+
+def test_identical_runs_are_made_once(process_pool):
+    """The n solver samples of one task often agree: a shared answer runs once, verdicts per item."""
+    from azr_executor.engine import Executor, Limits
+
+    recording = _Recording(process_pool)
+    executor = Executor(recording, Limits(timeout_seconds=0.5))
+    answers = ["3"] * 6 + ["1"] * 2 + ["[1]"]  # 3 loops; 1 is the gold; [1] fails in f
+    items = [CheckItem(str(k), TaskType.ABDUCTION, a, program=LOOPS, gold_output="1") for k, a in enumerate(answers)]
+    results = executor.check(items)
+    assert recording.submitted == 3
+    assert [r.error_kind for r in results] == [ErrorKind.TIMEOUT] * 6 + [ErrorKind.NONE] * 2 + [ErrorKind.RUNTIME]
+    assert all("wall-clock" in r.error_message for r in results[:6])
+
+
+def test_a_failed_answer_cancels_its_other_runs(process_pool):
+    """A looping induction answer costs one timeout, not one per hidden input; the verdict names the real failure."""
+    from azr_executor.engine import MOOT_MESSAGE, Executor, Limits
+
+    recording = _Recording(process_pool)
+    executor = Executor(recording, Limits(timeout_seconds=0.5))
+    inputs = [str(k) for k in (2, 4, 6, 8, 10, 12, 14, 16)]
+    looping = CheckItem("loops", TaskType.INDUCTION, LOOPS, hidden_inputs=inputs, hidden_outputs=inputs)
+    correct = CheckItem("ok", TaskType.INDUCTION, "def f(x):\n    return x", hidden_inputs=inputs, hidden_outputs=inputs)
+    bad, good = executor.check([looping, correct])
+    assert not bad.correct and bad.error_kind is ErrorKind.TIMEOUT and "wall-clock" in bad.error_message
+    assert good.correct
+    assert sum(n for n, message in recording.cancelled if message == MOOT_MESSAGE) >= 1
+
+
+def test_the_sandbox_drops_cancelled_jobs(process_pool):
+    """Cancelled jobs still queued in the sandbox never run: no result ever comes back for them."""
+    from azr_executor.pool import make_job
+
+    seen = []
+    original = process_pool._resolve
+    process_pool._resolve = lambda result: (seen.append(result.get("id")), original(result))
+    try:
+        code = compile("def f(x):\n    while True:\n        pass", "<program>", "exec")
+        looping = process_pool.submit([make_job(code, (1,), 0, 0.5, 100) for _ in range(4)])
+        process_pool.cancel(looping[1:], "not needed")
+        quick = process_pool.submit([make_job(compile("def f(x):\n    return x", "<program>", "exec"), (7,), 0, 5, 100)])
+        assert quick[0].result(timeout=30) == {"id": quick[0].job_id, "output": "7"}
+        assert looping[0].result()["error"] == "timeout"
+        assert [f.result()["message"] for f in looping[1:]] == ["not needed"] * 3
+    finally:
+        process_pool._resolve = original
+    assert not {f.job_id for f in looping[1:]} & set(seen)
