@@ -14,12 +14,12 @@
 #   bash bench/device/learn.sh DEADLINE_EPOCH_SECONDS [HELDOUT.jsonl]
 #
 # Environment: AZR_LEARN_SPEC (default examples/selfplayrun-1gpu-qwen.yaml), AZR_LEARN_ROLLOUT=0
-# skips step 1, AZR_LEARN_RESERVE seconds kept for step 4 (default 300: two checkpoints), AZR_LEARN_EVAL_ARGS more
+# skips step 1, AZR_LEARN_RESERVE seconds kept for step 4 (default 420: three checkpoints), AZR_LEARN_EVAL_ARGS more
 # `azr eval` arguments (a dry run on a CPU: "--limit 2 --max-tokens 32").
 set -u
 deadline=$1 heldout=${2:-}
 spec=${AZR_LEARN_SPEC:-examples/selfplayrun-1gpu-qwen.yaml}
-reserve=${AZR_LEARN_RESERVE:-300}
+reserve=${AZR_LEARN_RESERVE:-420}
 dir=/tmp/azr-learn
 mkdir -p "$dir"
 rm -f "$dir/finished"
