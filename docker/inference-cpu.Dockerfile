@@ -10,8 +10,8 @@ RUN python3 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-li
     && /opt/azr/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null; true
 
 FROM ${BASE}
-RUN apt-get update && apt-get install -y --no-install-recommends gcc g++ libc6-dev libgomp1 libnuma1 \
-    && rm -rf /var/lib/apt/lists/*
+RUN command -v gcc >/dev/null || (apt-get update && apt-get install -y --no-install-recommends gcc g++ libc6-dev libgomp1 libnuma1 \
+    && rm -rf /var/lib/apt/lists/*)
 COPY --from=build /opt/azr /opt/azr
 ENV PATH=/opt/azr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 AZR_CACHE_DIR=/cache HOME=/cache VLLM_TARGET_DEVICE=cpu
