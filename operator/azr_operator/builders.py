@@ -31,9 +31,14 @@ class Images:
     executor: str = "ghcr.io/azr-dev/azr-executor:0.1.0"
     inference: str = "ghcr.io/azr-dev/azr-inference:0.1.0"
     learner: str = "ghcr.io/azr-dev/azr-learner:0.1.0"
+    cpu: str = "ghcr.io/azr-dev/azr-cpu:0.1.0"  # vLLM for CPUs, CPU torch and DeepSpeed: any role without GPUs
     pull_policy: str = "IfNotPresent"
 
-    def for_role(self, role: str) -> str:
+    def for_role(self, role: str, gpus: int = 1) -> str:
+        """A proposer, solver or learner with no GPU gets the CPU image: the CUDA builds of vLLM
+        and torch do not run without one."""
+        if role != "executor" and gpus == 0:
+            return self.cpu
         return {"executor": self.executor, "proposer": self.inference, "solver": self.inference, "learner": self.learner}[role]
 
 
@@ -108,7 +113,7 @@ def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resour
     port = PORTS[role]
     container = {
         "name": role,
-        "image": images.for_role(role),
+        "image": images.for_role(role, resources.gpus),
         "imagePullPolicy": images.pull_policy,
         "command": ["azr"],
         # The wildcard of both families: dual-stack where the node has IPv6, IPv4 where it has

@@ -42,6 +42,7 @@ def images_from_env() -> Images:
     return Images(executor=os.environ.get("AZR_EXECUTOR_IMAGE", default.executor),
                   inference=os.environ.get("AZR_INFERENCE_IMAGE", default.inference),
                   learner=os.environ.get("AZR_LEARNER_IMAGE", default.learner),
+                  cpu=os.environ.get("AZR_CPU_IMAGE", default.cpu),
                   pull_policy=policy or default.pull_policy)
 
 

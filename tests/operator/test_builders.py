@@ -17,7 +17,7 @@ from azr.spec import load_run, parse_run
 
 KUBERNETES = "1.32.0"
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml"))
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.yaml")) + [EXAMPLES_DIR.parent / "deploy" / "kind" / "selfplayrun-kind.yaml"]
 CPU_PRESET, GPU_PRESET = EXAMPLES_DIR / "selfplayrun-cpu.yaml", EXAMPLES_DIR / "selfplayrun-gpu.yaml"
 UID = "0c6c3c52-2d4e-4b6a-9e3a-6f1b2f1a9d11"
 
@@ -342,3 +342,15 @@ def test_pods_listen_on_both_families_and_the_volume_can_outlive_the_run():
     objects = build(kept, uid=UID)
     assert "ownerReferences" not in named(objects, "PersistentVolumeClaim", "-data")["metadata"]
     assert all("ownerReferences" in o["metadata"] for o in objects if o["kind"] != "PersistentVolumeClaim")
+
+
+def test_roles_without_gpus_get_the_cpu_image():
+    """The CUDA builds of vLLM and torch need a GPU: a role with none runs the CPU image."""
+    from azr_operator.builders import Images
+
+    images = Images(executor="x", inference="gpu-inference", learner="gpu-learner", cpu="cpu")
+    cpu = {n: t["spec"]["containers"][0]["image"] for n, t in _pods(build(load_run(CPU_PRESET), images)).items()}
+    gpu = {n: t["spec"]["containers"][0]["image"] for n, t in _pods(build(load_run(GPU_PRESET), images)).items()}
+    assert {n.rsplit("-", 1)[1]: i for n, i in cpu.items()} == {"executor": "x", "proposer": "cpu", "learner": "cpu"}
+    assert {n.rsplit("-", 1)[1]: i for n, i in gpu.items()} == {"executor": "x", "proposer": "gpu-inference",
+                                                                 "solver": "gpu-inference", "learner": "gpu-learner"}

