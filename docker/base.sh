@@ -8,7 +8,7 @@
 # file system is kept as a tarball in the cache ($AZR_CACHE_DIR or ~/.cache/azr/docker), so a
 # second build imports it without fetching anything. Needs root, debootstrap and a Debian mirror.
 # DOCKER (default: docker) is the client command, e.g. "docker -H unix:///run/other.sock";
-# AZR_BASE_PACKAGES adds Debian packages (the CPU image wants "gcc g++ libc6-dev libgomp1 libnuma1").
+# AZR_BASE_PACKAGES adds Debian packages (the CPU image wants "gcc g++ libc6-dev python3-dev libgomp1 libnuma1").
 set -euo pipefail
 tag=${1:-azr-base:bookworm}
 docker=${DOCKER:-docker}

@@ -12,7 +12,7 @@ RUN python3.11 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find
     && /opt/azr/bin/pip install -q --no-index --no-deps /wheels/models/*.whl
 
 FROM ${BASE}
-RUN apt-get update && apt-get install -y --no-install-recommends python3.11 gcc libc6-dev \
+RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-dev gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /opt/azr /opt/azr
 ENV PATH=/opt/azr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -16,7 +16,7 @@ import pytest
 from azr_operator import builders
 
 from azr.spec import load_run
-from tests.images.conftest import RUNTIME, ROOT, build_image, inspect
+from tests.images.conftest import ROOT, RUNTIME, build_image, inspect
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,41 @@
+"""Run inside a proposer container (`docker exec -i ... python3 -`): wait for SERVING, then one
+Generate and one bad request, printed as one JSON line."""
+
+import json
+import sys
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from azr.v1 import generator_pb2, generator_pb2_grpc
+
+address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50061"
+channel = grpc.insecure_channel(address)
+health = health_pb2_grpc.HealthStub(channel)
+report = {}
+deadline = time.monotonic() + 900
+while True:
+    try:
+        report["health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
+            health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
+        if report["health"] == "SERVING":
+            break
+    except grpc.RpcError as exc:
+        report["health"] = exc.code().name
+    if time.monotonic() > deadline:
+        print(json.dumps(report))
+        sys.exit(0)
+    time.sleep(2)
+
+stub = generator_pb2_grpc.GeneratorStub(channel)
+request = generator_pb2.GenerateRequest(
+    prompts=[generator_pb2.Prompt(messages=[generator_pb2.ChatMessage(role="user", content="Write a function adding two numbers.")])],
+    n=2, sampling=generator_pb2.SamplingParams(temperature=1.0, top_p=1.0, max_tokens=16, seed=7, has_seed=True))
+response = stub.Generate(request, timeout=600)
+report["completions"] = [[len(c.token_ids), len(c.logprobs), c.text] for c in response.completions]
+try:
+    stub.Generate(generator_pb2.GenerateRequest(n=1), timeout=30)
+except grpc.RpcError as exc:
+    report["empty_request"] = [exc.code().name, exc.details()]
+print(json.dumps(report))
