@@ -83,6 +83,21 @@ def _status_code(exc: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
+def _refusal(exc: Exception, manifest: dict[str, Any]) -> str | None:
+    """What the status says when the API server refuses a child for good (4xx: invalid, forbidden,
+    over quota, denied by a webhook); None for errors worth a retry (5xx, 409, 429, no answer)."""
+    code = _status_code(exc)
+    if code is None or code >= 500 or code in (409, 429):
+        return None
+    message = getattr(getattr(exc, "status", None), "message", None)
+    if not message:  # the HTTP error itself: the Status object is its body
+        try:
+            message = exc.response.json().get("message")  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - no body, or not JSON
+            message = None
+    return f"{manifest['kind']} {manifest['metadata']['name']}: HTTP {code}: {message or exc}"
+
+
 async def _apply(client, manifest: dict[str, Any]) -> dict[str, Any]:
     """Server-side apply, which creates a missing object too: the operator then owns exactly
     the fields of its last manifest, and a field that drops out of it (TLS turned off, a GPU
@@ -189,7 +204,15 @@ async def _reconcile(run, meta, namespace: str, generation: int, previous: dict[
     finished = finished or learner_done(learner)
     pods = pod_defaults_from_env()
     objects = build(run, images_from_env(), uid=meta.get("uid"), finished=finished, pods=pods)
-    applied = [await _apply(client, manifest) for manifest in objects]
+    applied = []
+    for manifest in objects:
+        try:
+            applied.append(await _apply(client, manifest))
+        except Exception as exc:
+            refusal = _refusal(exc, manifest)
+            if refusal is None:
+                raise  # the server's trouble, or a conflict: Kopf retries with backoff
+            return compute_status(Observed(generation, apply_error=refusal), previous, now)
     await _prune(client, run, namespace, {(o["kind"], o["metadata"]["name"]) for o in objects})
     replicas: dict[str, tuple[int, int]] = {}
     for obj in applied:

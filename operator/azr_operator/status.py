@@ -1,6 +1,8 @@
 """A SelfPlayRun's status as a pure function of what the operator observed.
 
-    Failed     the spec does not validate (the message names the field)
+    Failed     the spec does not validate (the message names the field), or the API server
+               refused a child (reason ApplyFailed: the object, the HTTP code and the server's
+               message, e.g. a quota or an admission webhook); retried on the next timer
     Suspended  spec.suspend: every workload at zero, storage kept
     Pending    the executor's RuntimeClass is missing: nothing can run safely
     Starting   children exist, not all ready
@@ -24,6 +26,7 @@ ROLE_CONDITIONS = {"proposer": "ProposerReady", "solver": "SolverReady", "execut
 class Observed:
     generation: int
     spec_error: str | None = None
+    apply_error: str | None = None
     suspended: bool = False
     runtime_class: str = "gvisor"
     runtime_class_exists: bool = True
@@ -60,9 +63,11 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     def cond(kind, ok, reason, message=""):
         return _condition(kind, ok, reason, message, old, now, g)
 
-    if observed.spec_error:
+    if observed.spec_error or observed.apply_error:
+        reason = "InvalidSpec" if observed.spec_error else "ApplyFailed"
+        message = observed.spec_error or observed.apply_error
         return {"observedGeneration": g, "phase": "Failed", "ready": "0/0",
-                "conditions": [cond("Failed", True, "InvalidSpec", observed.spec_error), cond("Ready", False, "InvalidSpec")],
+                "conditions": [cond("Failed", True, reason, message), cond("Ready", False, reason)],
                 "progress": previous.get("progress", {})}
 
     conditions = []

@@ -38,10 +38,14 @@ def api_server_class():
         creates: list[tuple[str, str]]  # (plural, name) of every create request, to find duplicates
         applied_creates: list[tuple[str, str]]  # (plural, name) of every object a server-side apply created
         hold: set[str]  # creates (and creating applies) of these plurals wait until `released` (a request in flight to kill)
+        refuse: dict[str, str]  # name -> message: writes of that object are refused 403, as by a quota or an admission webhook
         held: threading.Event
         released: threading.Event
 
         async def _handle(self, request):
+            name = request.name or (request.data.get("metadata", {}).get("name") if isinstance(request.data, dict) else None)
+            if request.action in (kmock.action.CREATE, kmock.action.UPDATE) and name in self.refuse:
+                raise kmock.KubernetesError(status=403, reason="Forbidden", message=self.refuse[name])
             if (request.resource is not None and request.action == kmock.action.UPDATE and request.name
                     and "apply-patch" in request.headers.get("Content-Type", "") and isinstance(request.data, dict)):
                 # Server-side apply of a missing object creates it, as a real API server does;
@@ -101,6 +105,7 @@ class Cluster:
         self.operator = operator
         self.emulator = api_server_class()()
         self.emulator.creates, self.emulator.applied_creates, self.emulator.hold = [], [], set()
+        self.emulator.refuse = {}
         self.emulator.held, self.emulator.released = threading.Event(), threading.Event()
         self.emulator.resources.load_bundled()
         self.emulator.resources[RUNS] = kmock.ResourceInfo(kind="SelfPlayRun", namespaced=True, subresources={"status"},
@@ -238,6 +243,18 @@ def test_an_invalid_spec_fails_with_the_field_named(cluster):
     failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert "spec.training.zeroStage" in failed["message"]
     assert not any(n.startswith("bad-run-") for n in cluster.objects("deployments"))
+
+
+def test_a_child_the_api_server_refuses_fails_the_run_with_its_reason(cluster):
+    message = 'exceeded quota: compute, requested: requests.cpu=8, limited: requests.cpu=4'
+    cluster.emulator.refuse["quota-run-executor"] = message
+    kubectl_apply(cluster, example("examples/selfplayrun-cpu.yaml", "quota-run"))
+    status = wait_for(lambda: cluster.run("quota-run").get("status", {}).get("phase") and cluster.run("quota-run")["status"],
+                      what="a status")
+    assert status["phase"] == "Failed"
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "ApplyFailed" and failed["status"] == "True"
+    assert failed["message"].startswith("Deployment quota-run-executor: HTTP 403") and "exceeded quota" in failed["message"]
 
 
 def patch_run(cluster, name: str, spec: dict, generation: int) -> None:
