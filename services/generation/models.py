@@ -14,9 +14,11 @@ import hashlib
 import importlib.util
 import json
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from azr_generation.embedded import EMBEDDED, EmbeddedModel
@@ -136,7 +138,10 @@ def ensure_embedded_model(name: str = DEFAULT_MODEL) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=final.parent))
     try:
         log.info("converting the embedded model %s into %s (once)", name, final)
-        convert_gguf(gguf, staging)
+        # In a process of its own: dequantizing holds the model several times over, and memory a
+        # process has freed is not given back to a container's limit, where vLLM counts it next.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(convert_gguf, gguf, staging).result()
         os.rename(staging, final)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)

@@ -36,6 +36,9 @@ def docker():
     wrapper.chmod(0o755)
     socket = state / "docker.sock"
     client = ["docker", "-H", f"unix://{socket}"]
+    if subprocess.run([*client, "info"], capture_output=True).returncode == 0:
+        yield client  # one left running (a developer's, or a session that is still stopping)
+        return
     log = open(state / "dockerd.log", "ab")
     daemon = subprocess.Popen(
         ["dockerd", "-H", f"unix://{socket}", "--data-root", str(data), "--exec-root", str(state / "exec"),
@@ -57,12 +60,22 @@ def docker():
     log.close()
 
 
-@pytest.fixture(scope="session")
-def base_image(docker):
-    env = dict(os.environ, DOCKER=" ".join(docker))
-    out = subprocess.run(["bash", "docker/base.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+def _base(docker, tag: str, packages: str = "") -> str:
+    env = dict(os.environ, DOCKER=" ".join(docker), AZR_BASE_PACKAGES=packages)
+    out = subprocess.run(["bash", "docker/base.sh", tag], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker):
+    return _base(docker, "azr-base:bookworm")
+
+
+@pytest.fixture(scope="session")
+def compiler_base_image(docker):
+    """The CPU image's base: its compiler and Python's headers cannot come from apt under --network=none."""
+    return _base(docker, "azr-base:bookworm-compiler", "gcc g++ libc6-dev python3-dev libgomp1 libnuma1")
 
 
 def build_image(docker, base_image: str, name: str) -> str:
@@ -70,6 +83,8 @@ def build_image(docker, base_image: str, name: str) -> str:
     out = subprocess.run(["bash", "docker/build.sh", name, f"azr-{name}:test", base_image], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-3000:]
+    # The build stage and the image this tag replaced: gigabytes for the CPU image, on every run.
+    subprocess.run([*docker, "image", "prune", "-f"], capture_output=True, timeout=600)
     return out.stdout.strip()
 
 

@@ -5,10 +5,14 @@
   kills a looping program at its time limit, keeps a program inside its sandbox, and answers a
   bad request INVALID_ARGUMENT;
 - the operator image imports its handlers and runs Kopf's command line, as the chart's
-  Deployment starts it.
+  Deployment starts it;
+- the CPU image (every role without a GPU: kind) runs the kind example's proposer container
+  within its memory limit: the embedded model resolves, vLLM for CPUs serves Generate, and a
+  bad request gets INVALID_ARGUMENT; the learner's torch and DeepSpeed import in it.
 """
 
 import json
+import os
 import subprocess
 import uuid
 
@@ -21,17 +25,20 @@ from tests.images.conftest import ROOT, RUNTIME, build_image, inspect
 pytestmark = pytest.mark.slow
 
 
-def _rendered_container(role: str) -> tuple[dict, dict]:
-    run = load_run(ROOT / "examples" / "selfplayrun-cpu.yaml")
+def _rendered_container(role: str, example: str = "examples/selfplayrun-cpu.yaml") -> tuple[dict, str]:
+    run = load_run(ROOT / example)
     [deployment] = [o for o in builders.build(run) if o["kind"] == "Deployment" and o["metadata"]["name"] == builders.name(run, role)]
     pod = deployment["spec"]["template"]["spec"]
     return pod["containers"][0], run.model_copy(update={"status": None}).to_yaml()
 
 
-def _docker_run_flags(container: dict) -> list[str]:
-    """The container's securityContext and emptyDir volumes as `docker run` flags."""
+def _docker_run_flags(container: dict, tmp_path=None) -> list[str]:
+    """The container's securityContext, limits and emptyDir volumes as `docker run` flags.
+    The executor's emptyDirs are tmpfs; with `tmp_path`, /cache is a folder on disk, as a
+    disk-backed emptyDir is (a tmpfs would count against the memory limit)."""
     sc = container["securityContext"]
-    flags = ["--user", f"{sc['runAsUser']}:{sc['runAsGroup']}"]
+    limits = container["resources"]["limits"]
+    flags = ["--user", f"{sc['runAsUser']}:{sc['runAsGroup']}", f"--memory={limits['memory'].replace('Gi', 'g').replace('Mi', 'm')}"]
     if sc["readOnlyRootFilesystem"]:
         flags.append("--read-only")
     flags += [f"--cap-drop={cap}" for cap in sc["capabilities"]["drop"]]
@@ -40,8 +47,15 @@ def _docker_run_flags(container: dict) -> list[str]:
     for env in container["env"]:
         flags += ["-e", f"{env['name']}={env['value']}"]
     for mount in container["volumeMounts"]:
-        if mount["name"] in ("cache", "tmp"):  # emptyDirs
+        if mount["name"] == "cache" and tmp_path is not None:
+            cache = tmp_path / "cache"
+            cache.mkdir()
+            os.chown(cache, sc["runAsUser"], sc["runAsGroup"])
+            flags += ["-v", f"{cache}:{mount['mountPath']}"]
+        elif mount["name"] in ("cache", "tmp"):  # emptyDirs
             flags += ["--tmpfs", f"{mount['mountPath']}:uid={sc['runAsUser']},gid={sc['runAsGroup']},mode=0755"]
+        elif mount["name"] == "shm":
+            flags += ["--shm-size=1g"]
     return flags
 
 
@@ -100,3 +114,36 @@ def test_the_operator_image_starts_kopf_on_the_handlers(docker, base_image):
     help_text = subprocess.run([*docker, "run", "--rm", f"--runtime={RUNTIME}", "--network=none", "--entrypoint", "kopf",
                                 image, "run", "--help"], capture_output=True, text=True, timeout=300)
     assert help_text.returncode == 0 and "--standalone" in help_text.stdout, help_text.stderr
+
+
+def test_the_cpu_image_serves_generate_as_the_kind_proposer_is_rendered(docker, compiler_base_image, tmp_path):
+    image = build_image(docker, compiler_base_image, "cpu")
+    container, spec_yaml = _rendered_container("proposer", "deploy/kind/selfplayrun-kind.yaml")
+    assert container["image"].endswith("azr-cpu:0.1.0")  # no GPU in the kind run: the CPU image
+    (tmp_path / "spec.yaml").write_text(spec_yaml)
+    (tmp_path / "spec.yaml").chmod(0o644)
+    tmp_path.chmod(0o755)
+    name = f"azr-cpu-{uuid.uuid4().hex[:8]}"
+    started = subprocess.run(
+        [*docker, "run", "-d", "--name", name, "--network=none", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
+         *_docker_run_flags(container, tmp_path), "-v", f"{tmp_path}:/etc/azr:ro", image, *container["args"]],
+        capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    try:
+        probe = subprocess.run([*docker, "exec", "-i", name, "python3", "-"], input=(ROOT / "tests/images/probe_generator.py").read_text(),
+                               capture_output=True, text=True, timeout=1200)
+        logs = subprocess.run([*docker, "logs", name], capture_output=True, text=True).stderr
+        state = subprocess.run([*docker, "inspect", name, "--format", "{{.State.OOMKilled}}"], capture_output=True, text=True).stdout
+        learner = subprocess.run([*docker, "exec", "-e", "DS_ACCELERATOR=cpu", name, "python3", "-c",
+                                  "import torch, deepspeed, azr_learner.policy; print(torch.__version__, torch.cuda.is_available())"],
+                                 capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run([*docker, "rm", "-f", name], capture_output=True)
+    assert probe.returncode == 0, probe.stderr + "\n".join(line for line in logs.splitlines() if "Error" in line or "GiB" in line)[-4000:]
+    report = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert state.strip() == "false", "killed for memory within the rendered limit"
+    assert report["health"] == "SERVING", logs[-3000:]
+    assert len(report["completions"]) == 2 and all(tokens == 16 and logprobs == 16 for tokens, logprobs, _ in report["completions"])
+    assert report["empty_request"][0] == "INVALID_ARGUMENT"
+    assert "smollm2-135m-instruct" in logs and "vllm engine" in logs  # the embedded model, on vLLM for CPUs
+    assert learner.returncode == 0 and learner.stdout.split()[1] == "False", learner.stderr[-2000:]
