@@ -59,6 +59,21 @@ def _docker_run_flags(container: dict, tmp_path=None) -> list[str]:
     return flags
 
 
+def _start(docker, image: str, container: dict, spec_yaml: str, tmp_path, *flags: str, disk_cache: bool = False) -> str:
+    """Start `container` as rendered, its spec mounted as its ConfigMap is; the container's name."""
+    (tmp_path / "spec.yaml").write_text(spec_yaml)
+    (tmp_path / "spec.yaml").chmod(0o644)  # a ConfigMap volume's files are world-readable
+    tmp_path.chmod(0o755)
+    name = f"azr-test-{uuid.uuid4().hex[:8]}"
+    started = subprocess.run(
+        [*docker, "run", "-d", "--name", name, "--network=none", *flags,
+         *_docker_run_flags(container, tmp_path if disk_cache else None), "-v", f"{tmp_path}:/etc/azr:ro", image,
+         *container["args"]],
+        capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    return name
+
+
 @pytest.fixture(scope="module")
 def executor_image(docker, base_image):
     return build_image(docker, base_image, "executor")
@@ -66,17 +81,9 @@ def executor_image(docker, base_image):
 
 def test_the_executor_image_serves_under_gvisor_as_its_pod_is_rendered(docker, executor_image, tmp_path):
     container, spec_yaml = _rendered_container("executor")
-    (tmp_path / "spec.yaml").write_text(spec_yaml)
-    (tmp_path / "spec.yaml").chmod(0o644)  # a ConfigMap volume's files are world-readable
-    tmp_path.chmod(0o755)
     config = inspect(docker, executor_image)["Config"]
     assert config["User"] == "65532:65532" and config["Entrypoint"] == container["command"]
-    name = f"azr-executor-{uuid.uuid4().hex[:8]}"
-    started = subprocess.run(
-        [*docker, "run", "-d", "--name", name, f"--runtime={RUNTIME}", "--network=none",
-         *_docker_run_flags(container), "-v", f"{tmp_path}:/etc/azr:ro", executor_image, *container["args"]],
-        capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
+    name = _start(docker, executor_image, container, spec_yaml, tmp_path, f"--runtime={RUNTIME}")
     try:
         probe = subprocess.run([*docker, "exec", "-i", name, "python3", "-"], input=(ROOT / "tests/images/probe_executor.py").read_text(),
                                capture_output=True, text=True, timeout=300)
@@ -120,15 +127,7 @@ def test_the_cpu_image_serves_generate_as_the_kind_proposer_is_rendered(docker, 
     image = build_image(docker, compiler_base_image, "cpu")
     container, spec_yaml = _rendered_container("proposer", "deploy/kind/selfplayrun-kind.yaml")
     assert container["image"].endswith("azr-cpu:0.1.0")  # no GPU in the kind run: the CPU image
-    (tmp_path / "spec.yaml").write_text(spec_yaml)
-    (tmp_path / "spec.yaml").chmod(0o644)
-    tmp_path.chmod(0o755)
-    name = f"azr-cpu-{uuid.uuid4().hex[:8]}"
-    started = subprocess.run(
-        [*docker, "run", "-d", "--name", name, "--network=none", "--cap-drop=ALL", "--security-opt", "no-new-privileges",
-         *_docker_run_flags(container, tmp_path), "-v", f"{tmp_path}:/etc/azr:ro", image, *container["args"]],
-        capture_output=True, text=True)
-    assert started.returncode == 0, started.stderr
+    name = _start(docker, image, container, spec_yaml, tmp_path, disk_cache=True)
     try:
         probe = subprocess.run([*docker, "exec", "-i", name, "python3", "-"], input=(ROOT / "tests/images/probe_generator.py").read_text(),
                                capture_output=True, text=True, timeout=1200)
