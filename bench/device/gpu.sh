@@ -45,7 +45,7 @@ case "${1:-}" in
         end=$(( $(date +%s) + ${3:?seconds} ))
         while [ "$(date +%s)" -lt "$end" ] && [ ! -f $learn/finished ]; do sleep 5; done
         cat $learn/phases.txt; tail -n 5 $learn/train.log 2>/dev/null; nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv
-        (cd $learn && tar czf $OUT/learn.tgz --ignore-failed-read phases.txt pipeline.log rollout.txt eval-*.json eval-*.txt \
+        (cd $learn && tar czf $OUT/learn.tgz --ignore-failed-read phases.txt pipeline.log rollout.txt eval-*.json eval-*.jsonl eval-*.txt \
            train.log run/metrics.jsonl run/examples.jsonl run/spec.yaml run/logs) 2>/dev/null
         ls -la $OUT
         ;;

@@ -5,6 +5,7 @@
 #   2. `azr eval` before: HumanEval, the bundled code-reasoning set, and HELDOUT.jsonl if given
 #   3. `azr run` of SPEC until DEADLINE leaves time for step 4 (then SIGTERM: the learner checkpoints)
 #   4. `azr eval` after, on each checkpoint the run kept (`training.keepCheckpoints`), the same suites
+#   (each eval also keeps every reply with its grade: eval-NAME.completions.jsonl)
 #
 # A `run` call lasts at most 10 minutes and the machine is held at most 30, so the pipeline runs
 # in the background of the calls that keep the machine: `gpu.sh learn start DEADLINE [HELDOUT]`
@@ -42,7 +43,8 @@ if [ "${AZR_LEARN_ROLLOUT:-1}" != 0 ]; then
 fi
 
 phase "eval before"
-azr eval -f "$spec" --humaneval "${suites[@]}" "${eval_args[@]}" --json "$dir/eval-before.json" > "$dir/eval-before.txt" 2>&1 \
+azr eval -f "$spec" --humaneval "${suites[@]}" "${eval_args[@]}" --json "$dir/eval-before.json" \
+  --completions "$dir/eval-before.completions.jsonl" > "$dir/eval-before.txt" 2>&1 \
   || { phase "failed: eval before"; exit 1; }
 
 seconds=$(( deadline - $(date +%s) - reserve ))
@@ -59,6 +61,7 @@ for checkpoint in $(ls -d "$dir"/run/checkpoints/step-* 2>/dev/null | sort); do
   name=$(basename "$checkpoint")
   phase "eval after: $name"
   azr eval -f "$spec" --model "$checkpoint/model" --humaneval "${suites[@]}" "${eval_args[@]}" --json "$dir/eval-$name.json" \
+    --completions "$dir/eval-$name.completions.jsonl" \
     > "$dir/eval-$name.txt" 2>&1 || { phase "failed: eval after ($name)"; exit 1; }
 done
 phase "done"

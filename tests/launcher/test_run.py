@@ -208,9 +208,9 @@ def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
         {"code": "def f(s):\n    return s.upper()", "input": "'ab'", "output": "'AB'"}]) + "\n")
     one = tmp_path / "one.jsonl"
     one.write_text(data.read_text().splitlines()[0] + "\n")
-    figures = tmp_path / "eval.json"
+    figures, replies = tmp_path / "eval.json", tmp_path / "replies.jsonl"
     result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--humaneval", "--code-reasoning", str(data),
-                             "--code-reasoning", str(one), "--json", str(figures), *common],
+                             "--code-reasoning", str(one), "--json", str(figures), "--completions", str(replies), *common],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()
@@ -219,6 +219,14 @@ def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
     written = json.loads(figures.read_text())
     assert 0 <= written["humaneval_pass1"] <= 1 and written[str(one)]["programs"] == 1
     assert written[str(data)]["programs"] == 2 and 0 <= written[str(data)]["abduction_acc"] <= 1
+    # Every reply comes back with its grade: 2 HumanEval problems, then 2 + 1 programs in both roles.
+    records = [json.loads(line) for line in replies.read_text().splitlines()]
+    assert [(r["suite"], r.get("task")) for r in records] == [("humaneval", None)] * 2 + [
+        (str(data), "deduction")] * 2 + [(str(data), "abduction")] * 2 + [(str(one), "deduction"), (str(one), "abduction")]
+    assert all(isinstance(r["completion"], str) and isinstance(r["correct"], bool) for r in records)
+    assert sum(r["correct"] for r in records if r["suite"] == str(data)) == round(
+        2 * (written[str(data)]["deduction_acc"] + written[str(data)]["abduction_acc"]))
+    assert all(r["error"] != "none" for r in records if not r["correct"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"code": "def f(x): return x", "input": "__import__(\'os\')", "output": "1"}\n')
     result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--code-reasoning", str(bad), *common],
