@@ -95,6 +95,8 @@ class TrainingSpec(_Model):
     learning_rate: float = Field(1e-6, gt=0.0, lt=1.0)
     clip_ratio: float = Field(0.2, gt=0.0, lt=1.0)
     entropy_coeff: float = Field(0.001, ge=0.0)
+    kl_coeff: float = Field(0.0, ge=0.0, description="[project] beta of a KL penalty to the initial model "
+                                                     "(GRPO's k3 estimator; AZR has none; docs/learner.md)")
     mini_batches: int = Field(3, ge=1, description="optimizer steps per training step")
     grad_clip: float = Field(1.0, gt=0.0)
     old_log_probs: OldLogProbs = OldLogProbs.RECOMPUTE

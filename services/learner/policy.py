@@ -207,6 +207,15 @@ class Policy:
         }
         self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         self.compute_dtype = TORCH_DTYPES.get(precision, torch.float32)
+        # The KL penalty's reference: the model the run started from (never a resumed checkpoint),
+        # frozen, in the precision the policy computes in.
+        self.reference = None
+        if training.kl_coeff > 0:
+            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.compute_dtype,
+                                                                  attn_implementation=packed_attention())
+            self.reference.config.use_cache = False
+            self.reference.requires_grad_(False)
+            self.reference.to(self.device).eval()
 
     @property
     def module(self):
@@ -233,14 +242,21 @@ class Policy:
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def _forward(self, row: Packed) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p and entropy of the response tokens of one packed row."""
+    def _forward(self, row: Packed, model=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p and entropy of the response tokens of one packed row (under the policy, or `model`)."""
+        model = model if model is not None else self.module
         with packed(row.lengths):
-            hidden = self.module.model(input_ids=row.input_ids.to(self.device), position_ids=row.position_ids.to(self.device),
-                                       use_cache=False).last_hidden_state
+            hidden = model.model(input_ids=row.input_ids.to(self.device), position_ids=row.position_ids.to(self.device),
+                                 use_cache=False).last_hidden_state
         # Logits only where a response token is predicted: the prompt's would cost vocab x T memory.
-        logits = self.module.lm_head(hidden[0, row.predict_at.to(self.device)])
+        logits = model.lm_head(hidden[0, row.predict_at.to(self.device)])
         return self._token_log_probs(logits.unsqueeze(0), row.targets.to(self.device).unsqueeze(0))
+
+    def _reference_log_probs(self, row: Packed) -> torch.Tensor | None:
+        if self.reference is None:
+            return None
+        with torch.no_grad():
+            return self._forward(row, self.reference)[0].float()
 
     @torch.no_grad()
     def log_probs(self, samples: Sequence[Sample]) -> list[list[float]]:
@@ -278,6 +294,8 @@ class Policy:
         random.Random(seed).shuffle(order)
         minis = [order[k::t.mini_batches] for k in range(t.mini_batches)]
         totals = {"loss": 0.0, "policy_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0}
+        if self.reference is not None:
+            totals["kl_ref"] = 0.0
         tokens_seen, grad_norms, trained_tokens = 0.0, [], 0
         for mini in minis:
             mine = [samples[i] for i in mini[self.rank::self.world]]
@@ -299,10 +317,11 @@ class Policy:
                     weight = 1.0
                 else:  # this rank has no more data: a zero-weight pass keeps the collectives in step
                     row, weight = pack_row([_PAD_SAMPLE], [[0.0]]), 0.0
+                reference = self._reference_log_probs(row)
                 logp, entropy = self._forward(row)
                 loss, stats = ppo_clip_loss(logp, row.old_log_probs.to(logp.device)[None], row.advantages.to(logp.device)[None],
                                             torch.ones_like(logp), entropy, t.clip_ratio, t.entropy_coeff,
-                                            normalizer=global_tokens / self.world)
+                                            normalizer=global_tokens / self.world, ref_log_probs=reference, kl_coeff=t.kl_coeff)
                 self.engine.backward(loss * weight)
                 n = float(len(row.targets)) * weight
                 tokens_seen += n

@@ -70,3 +70,27 @@ def test_a_step_raises_the_probability_of_a_rewarded_response():
             after, _ = token_log_probs(policy(state), tokens)
         assert direction * (after.sum() - before.sum()).item() > 0
         old = after.detach()
+
+
+def test_the_kl_penalty_is_zero_at_the_reference_and_pulls_back_towards_it():
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    reference = torch.tensor([[-1.0, -2.0, -3.0]])
+    at_reference = reference.clone().requires_grad_(True)
+    loss, stats = ppo_clip_loss(at_reference, reference, torch.tensor([0.0]), mask, entropy_coeff=0.0,
+                                ref_log_probs=reference, kl_coeff=0.5)
+    assert loss.item() == pytest.approx(0.0) and stats.kl_ref == pytest.approx(0.0)
+    loss.backward()
+    assert at_reference.grad.abs().max().item() == pytest.approx(0.0)  # the estimator's minimum
+    # Off the reference: the k3 estimator's value, and a gradient that moves log p back to it.
+    moved = torch.tensor([[-0.5, -2.5, 9.0]], requires_grad=True)
+    loss, stats = ppo_clip_loss(moved, moved.detach(), torch.tensor([0.0]), mask, entropy_coeff=0.0,
+                                ref_log_probs=reference, kl_coeff=0.5)
+    d = reference[0, :2] - moved.detach()[0, :2]
+    expected = (torch.exp(d) - d - 1).mean().item()
+    assert stats.kl_ref == pytest.approx(expected) and loss.item() == pytest.approx(0.5 * expected)
+    loss.backward()
+    assert moved.grad[0, 0] > 0 and moved.grad[0, 1] < 0 and moved.grad[0, 2] == 0  # descent lowers the first, raises the second
+    # Without a coefficient the reference changes nothing.
+    plain, _ = ppo_clip_loss(moved, moved.detach(), torch.tensor([1.0]), mask, entropy_coeff=0.0)
+    with_reference, _ = ppo_clip_loss(moved, moved.detach(), torch.tensor([1.0]), mask, entropy_coeff=0.0, ref_log_probs=reference)
+    assert with_reference.item() == pytest.approx(plain.item())

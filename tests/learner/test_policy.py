@@ -88,3 +88,24 @@ def test_two_rank_zero2_update_equals_the_single_rank_update(model_path, tmp_pat
     # Adam turns float-rounding differences of near-zero gradients into full-size steps on a
     # few weights, so the steps are compared as wholes.
     assert (step_a - step_b).norm() / step_a.norm() < 0.01
+
+
+@pytest.mark.slow
+def test_the_kl_penalty_measures_the_drift_from_the_initial_model(model_path):
+    """`training.klCoeff`: zero KL while the weights are the initial model's, a positive one after
+    an update moves them, and a reference that stays the initial model (it is never trained)."""
+    from azr_learner.policy import Policy
+
+    from azr.spec import TrainingSpec
+
+    policy = Policy(str(model_path), TrainingSpec(zero_stage=0, precision="float32", micro_batch_tokens=256, mini_batches=1,
+                                                  learning_rate=1e-4, kl_coeff=0.1))
+    tok = policy.tokenizer
+    samples = [Sample(TaskType.DEDUCTION, Role.SOLVE, tuple(tok.encode(p)), tuple(tok.encode(r)), (), 0, 0.0, advantage)
+               for (p, r), advantage in ((("def f(x):", " return x + 1"), 1.0), (("Hi", " there"), -1.0))]
+    reference = {name: p.detach().clone() for name, p in policy.reference.named_parameters()}
+    first = policy.train(samples, version=0, seed=0)
+    assert first["kl_ref"] == pytest.approx(0.0, abs=1e-6)
+    second = policy.train(samples, version=0, seed=1)
+    assert second["kl_ref"] > 1e-6
+    assert all(torch.equal(p, reference[name]) for name, p in policy.reference.named_parameters())
