@@ -71,7 +71,7 @@ if "LOAD_SUPER_ATTR" in _OP:
 
 
 class ErrorKind(str, enum.Enum):
-    """Why a program, input or answer was rejected; mirrors azr.v1.ErrorKind."""
+    """Why a program, input or answer was rejected; mirrors the contract's azr.v1.ErrorKind."""
 
     NONE = "none"
     SYNTAX = "syntax"

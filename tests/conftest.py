@@ -3,6 +3,7 @@
 import shutil
 
 import pytest
+
 from azr_executor.engine import Executor, Limits
 from azr_executor.pool import SandboxPool
 

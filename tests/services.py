@@ -5,8 +5,9 @@ import socket
 import subprocess
 import sys
 
-import azr_rpc as rpc
 import pytest
+
+import azr_rpc as rpc
 
 START_TIMEOUT = 600
 
@@ -24,7 +25,7 @@ def start_server(role: str, log_dir, *args: str, env: dict[str, str] | None = No
     port = free_port()
     log = log_dir / f"{role}.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", role, *args, "--address", f"127.0.0.1:{port}"],
+        proc = subprocess.Popen([sys.executable, "-m", "azr_launcher.cli", "serve", role, *args, "--address", f"127.0.0.1:{port}"],
                                 stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     proc.address = f"127.0.0.1:{port}"
     channel = rpc.channel(f"127.0.0.1:{port}", tls)

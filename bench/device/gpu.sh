@@ -20,7 +20,7 @@
 set -u
 source bench/device/setup.sh || exit 1
 RUN_DIR=/tmp/azr-run
-azr() { python3 -m azr.cli "$@"; }
+azr() { python3 -m azr_launcher.cli "$@"; }
 
 # The machine's first call: the clock that `learn start MINUTES` counts from.
 [ -f /tmp/azr-first-call ] || date +%s > /tmp/azr-first-call
@@ -66,7 +66,7 @@ case "${1:-}" in
   segment)
     seconds=$2 spec=${3:-examples/selfplayrun-1gpu.yaml}
     started=$(date +%s)
-    timeout -s INT -k 90 "$seconds" python3 -m azr.cli run -f "$spec" --run-dir $RUN_DIR --plain > $OUT/segment.log 2>&1
+    timeout -s INT -k 90 "$seconds" python3 -m azr_launcher.cli run -f "$spec" --run-dir $RUN_DIR --plain > $OUT/segment.log 2>&1
     echo "azr run exit $? after $(( $(date +%s) - started )) s"
     tail -n 30 $OUT/segment.log
     cp $RUN_DIR/metrics.jsonl $RUN_DIR/spec.yaml $OUT/ 2>/dev/null

@@ -25,7 +25,7 @@ dir=/tmp/azr-learn
 mkdir -p "$dir"
 rm -f "$dir/finished"
 trap 'touch "$dir/finished"' EXIT
-azr() { python3 -m azr.cli "$@"; }
+azr() { python3 -m azr_launcher.cli "$@"; }
 phase() { echo "$(date -u +%FT%TZ) $*" | tee -a "$dir/phases.txt"; }
 
 model=$(python3 -c "import sys; from azr.spec import load_run; print(load_run(sys.argv[1]).spec.model.name)" "$spec") || exit 1
@@ -50,7 +50,7 @@ azr eval -f "$spec" --humaneval "${suites[@]}" "${eval_args[@]}" --json "$dir/ev
 seconds=$(( deadline - $(date +%s) - reserve ))
 phase "train for $seconds s"
 if [ "$seconds" -gt 120 ]; then
-  timeout -s TERM -k 180 "$seconds" python3 -m azr.cli run -f "$spec" --run-dir "$dir/run" --plain > "$dir/train.log" 2>&1
+  timeout -s TERM -k 180 "$seconds" python3 -m azr_launcher.cli run -f "$spec" --run-dir "$dir/run" --plain > "$dir/train.log" 2>&1
   phase "train ended (exit $?)"
 else
   phase "failed: no time left to train"

@@ -44,12 +44,13 @@ if ls .carry/wheels/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$tmp/site" .carry/wheels/*.whl \
     || { echo "setup: the wheels in .carry/wheels did not install" >&2; return 1 2>/dev/null || exit 1; }
 fi
-mkdir -p "$tmp/pkgs"
-for pair in azr:azr azr_learner:services/learner azr_bench:bench azr_rpc:services/rpc azr_generation:services/generation \
-            azr_executor:services/executor azr_launcher:launcher; do
-  ln -sfn "$PWD/${pair#*:}" "$tmp/pkgs/${pair%%:*}"
+# The checkout's packages, each folder its import name (pyproject's package-dir): their parents.
+pkgs=""
+for parent in . protos services/rpc services/executor services/generation services/proposer services/solver \
+              services/learner operator launcher bench; do
+  pkgs="$pkgs$PWD/$parent:"
 done
 # Offline, no telemetry; vLLM's FlashInfer sampler and DeepGEMM are not carried (PyTorch's
 # sampler and the CUTLASS/Triton GEMMs serve instead).
-export PYTHONPATH="$tmp/pkgs:$tmp/site" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false \
+export PYTHONPATH="$pkgs$tmp/site" PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false \
        VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 VLLM_USE_FLASHINFER_SAMPLER=0 VLLM_USE_DEEP_GEMM=0

@@ -244,7 +244,7 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
         container["command"] = ["torchrun"]
         container["args"] = [f"--nnodes={ranks}", "--nproc-per-node=1", "--node-rank=$(RANK)",
                              f"--master-addr={name(run, 'learner')}-0.{name(run, 'learner')}", "--master-port=29500",
-                             "-m", "azr.cli", *container["args"]]
+                             "-m", "azr_launcher.cli", *container["args"]]
         container["env"].append({"name": "RANK", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}})
     objects += [

@@ -162,7 +162,7 @@ def _learner_progress(run) -> dict[str, Any] | None:
     """The learner's GetStatus, if it answers within a second."""
     import grpc
 
-    from azr.v1 import learner_pb2, learner_pb2_grpc
+    from azr_contracts.v1 import learner_pb2, learner_pb2_grpc
 
     try:
         with grpc.insecure_channel(learner_address(run)) as channel:

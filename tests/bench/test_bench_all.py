@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from azr_bench.all import END, START, figures, table, write_docs
 
 
@@ -28,7 +29,7 @@ def test_figures_table_and_docs_section(tmp_path):
 @pytest.mark.slow
 def test_a_quick_run_writes_measured_rows(tmp_path):
     docs = tmp_path / "benchmarks.md"
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "bench", "all", "--quick", "--only", "executor,learner",
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "bench", "all", "--quick", "--only", "executor,learner",
                              "--docs", str(docs), "--logs", str(tmp_path / "logs")],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

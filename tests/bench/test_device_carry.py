@@ -2,7 +2,9 @@
 once complete and checked (bench/device/pack.sh, setup.sh, check_wheels.py)."""
 
 import hashlib
+import json
 import re
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -120,3 +122,22 @@ def test_check_wheels_finds_a_version_the_folder_does_not_meet(tmp_path):
     _wheel(tmp_path, "xgrammar", "0.2.7", ["apache-tvm-ffi>=0.1.10", "openai"])
     found = check_wheels.problems(sorted(tmp_path.glob("*.whl")), check_wheels.image_names(image))
     assert found == ["xgrammar needs openai, which neither the folder nor the image has"]
+
+
+def test_the_device_path_finds_every_package_of_the_checkout(tmp_path):
+    """The GPU machine runs the checkout unbuilt: setup.sh's PYTHONPATH must find each package
+    that pyproject.toml declares, in its own folder (a checkout of links, without .carry/)."""
+    root = DEVICE.parents[1]
+    package_dir = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for top in {Path(folder).parts[0] for folder in package_dir.values()} | {"bench"}:
+        (checkout / top).symlink_to(root / top)
+    probe = ("import importlib.util, json; "
+             f"print(json.dumps({{n: importlib.util.find_spec(n).origin for n in {list(package_dir)!r}}}))")
+    env = {"PATH": "/usr/bin:/bin", "AZR_DEVICE_TMP": str(tmp_path / "device")}
+    result = subprocess.run(["bash", "-c", f"source bench/device/setup.sh && {sys.executable} -S -c {shlex.quote(probe)}"],
+                            cwd=checkout, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {n: Path(origin).resolve().parent for n, origin in found.items()} == {n: root / f for n, f in package_dir.items()}

@@ -3,10 +3,9 @@ every expected output is what its program returns on its input (run in the sandb
 
 from pathlib import Path
 
+from azr.tasks import TaskType
 from azr_executor.engine import CheckItem, Executor, Limits
 from azr_launcher.evaluate import _read_code_reasoning
-
-from azr.tasks import TaskType
 
 HELD_OUT = Path(__file__).resolve().parents[2] / "bench" / "data" / "code-reasoning.jsonl"
 

@@ -1,10 +1,10 @@
 """Answer checking: strict typed equality in the trusted process; abduction and induction by execution."""
 
 import pytest
-from azr_executor.engine import CheckItem
 
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
+from azr_executor.engine import CheckItem
 
 PROGRAM = "def f(a, b):\n    return (a + b, a * b)"
 

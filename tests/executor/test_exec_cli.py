@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-AZR = [sys.executable, "-m", "azr.cli", "exec"]
+AZR = [sys.executable, "-m", "azr_launcher.cli", "exec"]
 
 
 def _run(tmp_path, action, lines, *extra):
@@ -59,9 +59,8 @@ def test_malformed_lines_are_named_and_nothing_runs(tmp_path):
 def test_settings_come_from_the_spec_and_flags_override(tmp_path):
     import argparse
 
-    from azr_executor.cli import resolve_settings
-
     from azr.programs import EntryFunctionRule
+    from azr_executor.cli import resolve_settings
 
     spec = tmp_path / "run.yaml"
     spec.write_text("apiVersion: azr.dev/v1alpha1\nkind: SelfPlayRun\nmetadata: {name: r}\n"

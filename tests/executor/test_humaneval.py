@@ -2,12 +2,12 @@
 cases of their own tests must give the expected results (issue 3, part 6)."""
 
 import pytest
-from azr_bench.humaneval import load_cases
-from azr_executor.engine import CheckItem, ValidateItem
 
 from azr.literals import parse_literal
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
+from azr_bench.humaneval import load_cases
+from azr_executor.engine import CheckItem, ValidateItem
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ queued, nothing times out, and the server's memory does not grow with the load."
 import argparse
 
 import pytest
+
 from azr_bench.executor_load import DEFAULT_PROGRAMS, measure
 
 pytestmark = [pytest.mark.slow, pytest.mark.gvisor]

@@ -12,12 +12,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from azr_executor.engine import CheckItem, Executor, ValidateItem
-from azr_executor.pool import SandboxPool, make_job
 
 from azr.literals import parse_arguments
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
+from azr_executor.engine import CheckItem, Executor, ValidateItem
+from azr_executor.pool import SandboxPool, make_job
 from tests.conftest import FAST_LIMITS
 
 MARKER = Path("/tmp/azr-security-marker")

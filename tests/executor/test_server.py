@@ -5,12 +5,12 @@ import time
 
 import grpc
 import pytest
-from azr_executor.engine import Executor, Limits
-from azr_executor.server import SERVICE_NAME, build_server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
+from azr_contracts.v1 import common_pb2, executor_pb2, executor_pb2_grpc
+from azr_executor.engine import Executor, Limits
+from azr_executor.server import SERVICE_NAME, build_server
 
 DEADLINE = 30
 
@@ -141,7 +141,7 @@ def test_serve_executor_as_a_process(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spec = Path(__file__).parents[2] / "examples" / "selfplayrun-cpu.yaml"
-    proc = subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", "executor", "-f", str(spec),
+    proc = subprocess.Popen([sys.executable, "-m", "azr_launcher.cli", "serve", "executor", "-f", str(spec),
                              "--address", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:

@@ -1,9 +1,9 @@
 """Validation of proposals (docs/method.md, part 4), through the real sandbox."""
 
 import pytest
-from azr_executor.engine import Executor, ValidateItem
 
 from azr.programs import ErrorKind
+from azr_executor.engine import Executor, ValidateItem
 from tests.conftest import FAST_LIMITS
 
 

@@ -5,6 +5,7 @@ import hashlib
 import os
 
 import pytest
+
 from azr_generation.embedded import EMBEDDED, QWEN25_CODER_05B, EmbeddedModel, Part
 from azr_generation.models import ModelError, assemble_gguf, resolve_model
 

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
-from azr_generation.client import prompt_to_proto
-from azr_generation.engines import Sampling
-from azr_generation.server import render_prompt
 
 from azr.prompts import solve_prompt
 from azr.tasks import TaskType, Triplet
+from azr_generation.client import prompt_to_proto
+from azr_generation.engines import Sampling
+from azr_generation.server import render_prompt
 
 TASK = Triplet("def f(a, b):\n    return a * b + 1", "3, 4", "13")
 

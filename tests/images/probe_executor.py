@@ -10,7 +10,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from azr.v1 import common_pb2, executor_pb2, executor_pb2_grpc
+from azr_contracts.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
 report = {"uid": os.getuid(), "gid": os.getgid()}

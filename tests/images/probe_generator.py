@@ -8,7 +8,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from azr.v1 import generator_pb2, generator_pb2_grpc
+from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50061"
 channel = grpc.insecure_channel(address)

@@ -17,9 +17,9 @@ import subprocess
 import uuid
 
 import pytest
-from azr_operator import builders
 
 from azr.spec import load_run
+from azr_operator import builders
 from tests.images.conftest import ROOT, RUNTIME, build_image, inspect
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_cpu_preset_proposes_valid_tasks_and_solves_some_in_step_one(tmp_path):
     run_dir = tmp_path / "cpu-tiny"
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "run", "-f", str(ROOT / "examples" / "selfplayrun-cpu.yaml"),
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "run", "-f", str(ROOT / "examples" / "selfplayrun-cpu.yaml"),
                              "--steps", "1", "--run-dir", str(run_dir), "--plain"],
                             capture_output=True, text=True, timeout=1500, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -36,7 +36,7 @@ def _default_sigint() -> None:
 
 
 def azr(*args: str, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "azr.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    return subprocess.Popen([sys.executable, "-m", "azr_launcher.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=kw.pop("cwd", None), preexec_fn=_default_sigint, **kw)
 
 
@@ -53,7 +53,7 @@ def learner_progress(runner: subprocess.Popen) -> tuple[int, str] | None:
     """(step, phase) from the run's learner, over its Learner service; None while it is not up."""
     import grpc
 
-    from azr.v1 import learner_pb2, learner_pb2_grpc
+    from azr_contracts.v1 import learner_pb2, learner_pb2_grpc
 
     for process in psutil.Process(runner.pid).children(recursive=True):
         command = process.cmdline()
@@ -162,7 +162,7 @@ def test_a_run_directory_refuses_a_different_spec(first_run, spec_file, tmp_path
     other["spec"]["method"]["proposalsPerType"] = 3
     changed = tmp_path / "other.yaml"
     changed.write_text(yaml.safe_dump(other))
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "run", "-f", str(changed), "--run-dir", str(run_dir), "--plain"],
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "run", "-f", str(changed), "--run-dir", str(run_dir), "--plain"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "spec.method.proposalsPerType" in result.stderr
@@ -173,7 +173,7 @@ def test_the_report_renders_in_headless_chromium(first_run, tmp_path):
 
     assert shutil.which("chromium"), "chromium is missing: ./install.sh installs it (Debian package chromium)"
     run_dir, code, _, _ = first_run
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "report", str(run_dir)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     page = run_dir / "report.html"
     assert page.exists()
@@ -199,7 +199,7 @@ def test_the_report_renders_in_headless_chromium(first_run, tmp_path):
 
 def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
     common = ["--engine", "transformers", "--max-tokens", "48", "--sandbox", "gvisor", "--limit", "2"]
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", *common], capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "eval", *common], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.fullmatch(r"humaneval_pass1=\d\.\d{4}", result.stdout.strip().splitlines()[-1])
     data = tmp_path / "cruxeval-like.jsonl"
@@ -209,7 +209,7 @@ def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
     one = tmp_path / "one.jsonl"
     one.write_text(data.read_text().splitlines()[0] + "\n")
     figures, replies = tmp_path / "eval.json", tmp_path / "replies.jsonl"
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--humaneval", "--code-reasoning", str(data),
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "eval", "--humaneval", "--code-reasoning", str(data),
                              "--code-reasoning", str(one), "--json", str(figures), "--completions", str(replies), *common],
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -229,6 +229,6 @@ def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
     assert all(r["error"] != "none" for r in records if not r["correct"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"code": "def f(x): return x", "input": "__import__(\'os\')", "output": "1"}\n')
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "eval", "--code-reasoning", str(bad), *common],
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "eval", "--code-reasoning", str(bad), *common],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "bad.jsonl:1" in result.stderr

@@ -9,7 +9,7 @@ import grpc
 import pytest
 import yaml
 
-from azr.v1 import learner_pb2, learner_pb2_grpc
+from azr_contracts.v1 import learner_pb2, learner_pb2_grpc
 from tests.services import free_port, start_server, stop_server
 
 # Tiny and fast: the point is the loop's mechanics on the real model, not what it learns.
@@ -58,7 +58,7 @@ class LearnerProcess:
         self.log = run_dir.parent / f"{run_dir.name}-learner-{time.monotonic_ns()}.log"
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "azr.cli", "serve", "learner", "-f", str(spec), "--proposer", generator,
+                [sys.executable, "-m", "azr_launcher.cli", "serve", "learner", "-f", str(spec), "--proposer", generator,
                  "--executor", executor, "--run-dir", str(run_dir), "--address", f"127.0.0.1:{self.port}", *extra],
                 stdout=out, stderr=subprocess.STDOUT)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")

@@ -12,11 +12,10 @@ import json
 import sys
 from pathlib import Path
 
-from azr_learner.policy import Policy
-
 from azr.selfplay import Sample
 from azr.spec import TrainingSpec
 from azr.tasks import Role, TaskType
+from azr_learner.policy import Policy
 
 PAIRS = [("What is 2 + 3?", " It is 5.", 1.0), ("What is 2 + 3?", " It is 7, or maybe 8.", -1.0),
          ("Reverse 'abc'.", " 'cba'", 1.0), ("Reverse 'abc'.", " 'abc' reversed is 'bca'", -1.0),

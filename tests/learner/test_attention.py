@@ -5,6 +5,7 @@ sequence from the cumulative lengths it is given, and must match the per-sequenc
 import pytest
 import torch
 import torch.nn.functional as F
+
 from azr_learner.attention import VarlenCall, packed, packed_attention, register
 from azr_learner.loss import token_log_probs
 from azr_learner.policy import _compile

@@ -3,6 +3,7 @@
 import errno
 
 import pytest
+
 from azr_learner.checkpoint import CheckpointError, latest_checkpoint, read_state, write_checkpoint
 
 

@@ -8,8 +8,8 @@ import threading
 import time
 
 import pytest
-from azr_learner.clients import ExecutorClient
 
+from azr_learner.clients import ExecutorClient
 from tests.services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.gvisor]
@@ -17,7 +17,7 @@ SLOW = "def f(n):\n    total = 0\n    for i in range(n):\n        total += i % 7
 
 
 def serve_executor(port: int, log) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "azr.cli", "serve", "executor", "--address", f"127.0.0.1:{port}",
+    return subprocess.Popen([sys.executable, "-m", "azr_launcher.cli", "serve", "executor", "--address", f"127.0.0.1:{port}",
                              "--timeout", "60", "--workers", "2"], stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -3,6 +3,7 @@
 import socket
 
 import pytest
+
 from azr_learner.learner import expand_endpoints
 
 

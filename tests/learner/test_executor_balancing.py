@@ -7,10 +7,10 @@ import time
 from concurrent import futures
 
 import grpc
+
+from azr_contracts.v1 import executor_pb2, executor_pb2_grpc
 from azr_learner import clients
 from azr_learner.clients import ExecutorClient
-
-from azr.v1 import executor_pb2, executor_pb2_grpc
 
 
 class CountingExecutor(executor_pb2_grpc.ExecutorServicer):

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from azr_learner.loss import ppo_clip_loss, token_log_probs
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from azr_learner.policy import pack, pack_row
 from safetensors.torch import load_file
 
 from azr.selfplay import Sample
 from azr.tasks import Role, TaskType
+from azr_learner.policy import pack, pack_row
 from tests.services import free_port
 
 HERE = Path(__file__).parent
@@ -39,9 +39,8 @@ def test_pack_row_predicts_each_response_token_from_the_position_before_it():
 
 @pytest.fixture(scope="module")
 def policy(model_path):
-    from azr_learner.policy import Policy
-
     from azr.spec import TrainingSpec
+    from azr_learner.policy import Policy
 
     return Policy(str(model_path), TrainingSpec(zero_stage=0, precision="float32", micro_batch_tokens=64))
 
@@ -94,9 +93,8 @@ def test_two_rank_zero2_update_equals_the_single_rank_update(model_path, tmp_pat
 def test_the_kl_penalty_measures_the_drift_from_the_initial_model(model_path):
     """`training.klCoeff`: zero KL while the weights are the initial model's, a positive one after
     an update moves them, and a reference that stays the initial model (it is never trained)."""
-    from azr_learner.policy import Policy
-
     from azr.spec import TrainingSpec
+    from azr_learner.policy import Policy
 
     policy = Policy(str(model_path), TrainingSpec(zero_stage=0, precision="float32", micro_batch_tokens=256, mini_batches=1,
                                                   learning_rate=1e-4, kl_coeff=0.1))

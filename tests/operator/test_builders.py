@@ -10,10 +10,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from azr_operator.builders import build, service_address
-from azr_operator.crd import custom_resource_definition
 
 from azr.spec import load_run, parse_run
+from azr_operator.builders import build, service_address
+from azr_operator.crd import custom_resource_definition
 
 KUBERNETES = "1.32.0"
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -149,15 +149,15 @@ def test_suspend_scales_every_workload_to_zero_and_keeps_storage():
 
 
 def test_azr_render_prints_the_objects_and_names_a_bad_field(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(GPU_PRESET)], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "render", "-f", str(GPU_PRESET)], capture_output=True, text=True,
                          check=True).stdout
     docs = list(yaml.safe_load_all(out))
     assert [d["kind"] for d in docs] == [o["kind"] for o in build(load_run(GPU_PRESET))]
     bad = tmp_path / "bad.yaml"
     bad.write_text(GPU_PRESET.read_text().replace("zeroStage: 2", "zeroStage: 7"))
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "render", "-f", str(bad)], capture_output=True, text=True)
     assert result.returncode == 2 and "spec.training.zeroStage" in result.stderr
-    crd = yaml.safe_load(subprocess.run([sys.executable, "-m", "azr.cli", "render", "-f", str(bad), "--crd"],
+    crd = yaml.safe_load(subprocess.run([sys.executable, "-m", "azr_launcher.cli", "render", "-f", str(bad), "--crd"],
                                         capture_output=True, text=True, check=True).stdout)
     assert crd["kind"] == "CustomResourceDefinition"
 
@@ -176,9 +176,8 @@ def test_only_the_runs_pods_reach_its_services():
 
 
 def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_status_port():
-    from azr_operator.handlers import learner_address
-
     from azr.topology import STATUS_PORT
+    from azr_operator.handlers import learner_address
 
     run = load_run(CPU_PRESET)
     run.spec.security.tls_secret_name = "run-tls"

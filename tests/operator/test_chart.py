@@ -6,6 +6,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+
 from azr_operator.crd import custom_resource_definition
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,9 +69,8 @@ def test_rbac_allows_every_call_the_operator_makes(helm):
     patch (and a create where a server cannot apply-create), pruning lists and deletes, the
     RuntimeClass check gets; Kopf watches runs, patches their status and lists CRDs; owner
     references with blockOwnerDeletion need update on the runs' finalizers."""
-    from azr_operator.builders import build
-
     from azr.spec import load_run
+    from azr_operator.builders import build
 
     allowed = _allowed(next(d for d in template(helm) if d["kind"] == "ClusterRole"))
     plural = {"NetworkPolicy": "networkpolicies", "PodDisruptionBudget": "poddisruptionbudgets"}

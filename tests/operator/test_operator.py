@@ -117,8 +117,9 @@ class Cluster:
         self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
 
     async def _main(self) -> None:
-        import azr_operator.handlers  # noqa: F401 - registers the handlers
         import kopf
+
+        import azr_operator.handlers  # noqa: F401 - registers the handlers
 
         # Inside the emulator's own context, API errors are answered as Kubernetes answers them
         # (404 Status objects), not as 500s; expected 404s are then dropped at exit.
@@ -295,12 +296,12 @@ def learner_service(monkeypatch):
     import threading as th
     from concurrent import futures
 
-    import azr_operator.handlers as handlers
     import grpc
+
+    import azr_operator.handlers as handlers
+    from azr_contracts.v1 import learner_pb2_grpc
     from azr_learner.learner import Status
     from azr_learner.server import LearnerService
-
-    from azr.v1 import learner_pb2_grpc
 
     class Reporting:
         status = Status(step=3, total_steps=10, policy_version=3, phase="update",
@@ -343,9 +344,9 @@ def serve_learner_status(status):
     from concurrent import futures
 
     import grpc
-    from azr_learner.server import LearnerService
 
-    from azr.v1 import learner_pb2_grpc
+    from azr_contracts.v1 import learner_pb2_grpc
+    from azr_learner.server import LearnerService
 
     class Reporting:
         done = th.Event()
@@ -426,9 +427,8 @@ def test_an_operator_killed_mid_reconcile_is_replaced_without_duplicates(tmp_pat
     """The first operator dies while the learner's StatefulSet is being created (the children
     before it exist, the status is not written); the next one finishes the job: every child
     exactly once, none created twice, and a status."""
-    from azr_operator.builders import build
-
     from azr.spec import parse_run
+    from azr_operator.builders import build
 
     cluster = Cluster(tmp_path / "kubeconfig", operator=False)
     cluster.emulator.hold = {"statefulsets"}

@@ -9,9 +9,15 @@ gVisor sandbox and the real SmolLM2 transformers engine behind them.
 
 import threading
 
-import azr_rpc as rpc
 import grpc
 import pytest
+from google.protobuf import message_factory
+from google.protobuf.descriptor import FieldDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import azr_rpc as rpc
 from azr_executor.engine import Executor, Limits
 from azr_executor.server import SERVICE as EXECUTOR
 from azr_executor.server import build_server as build_executor
@@ -21,11 +27,6 @@ from azr_generation.server import build_server as build_generator
 from azr_learner.learner import Status
 from azr_learner.server import SERVICE as LEARNER
 from azr_learner.server import build_server as build_learner
-from google.protobuf import message_factory
-from google.protobuf.descriptor import FieldDescriptor
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 pytestmark = pytest.mark.slow
 DEADLINE = 120

@@ -5,15 +5,15 @@ status port carries health only."""
 import subprocess
 import sys
 
-import azr_rpc as rpc
 import grpc
 import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+import azr_rpc as rpc
+from azr_contracts.v1 import executor_pb2, executor_pb2_grpc, learner_pb2, learner_pb2_grpc
 from azr_learner.learner import Status
 from azr_learner.server import SERVICE as LEARNER
 from azr_learner.server import ReadOnlyLearnerService
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-from azr.v1 import executor_pb2, executor_pb2_grpc, learner_pb2, learner_pb2_grpc
 from tests.services import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.slow
@@ -95,7 +95,7 @@ def test_the_learners_status_port_reports_progress_but_cannot_stop_it():
 
 def test_a_missing_certificate_file_is_a_clear_error(tmp_path):
     (tmp_path / "tls.crt").write_text("not a certificate")
-    result = subprocess.run([sys.executable, "-m", "azr.cli", "serve", "executor", "--sandbox", "process",
+    result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "serve", "executor", "--sandbox", "process",
                              "--address", f"127.0.0.1:{free_port()}"],
                             env={"PATH": "/usr/bin:/bin", rpc.TLS_DIR_ENV: str(tmp_path)}, capture_output=True, text=True,
                             timeout=120)

@@ -4,10 +4,10 @@ import subprocess
 import sys
 import time
 
-import azr_rpc as rpc
 import pytest
 from grpc_health.v1 import health, health_pb2
 
+import azr_rpc as rpc
 from tests.services import free_port
 
 

@@ -1,9 +1,9 @@
 """The live view and the summary table of `azr run`, rendered from recorded data."""
 
-from azr_launcher.cli import live_view, summary_table
 from rich.console import Console
 
-from azr.v1 import learner_pb2
+from azr_contracts.v1 import learner_pb2
+from azr_launcher.local import live_view, summary_table
 
 
 class FakeService:
@@ -60,7 +60,7 @@ def test_the_live_view_shows_what_the_model_wrote():
         {"type": "abduction", "kind": "rejected", "reason": "validation: raised", "response": "..."},
         {"type": "induction", "kind": "valid", "message": "Adds one.", "program": "def f(x): ...", "pairs": []},
     ]
-    from azr_launcher.cli import example_lines
+    from azr_launcher.local import example_lines
 
     lines = example_lines(examples)
     assert lines == ["deduction proposed: def f(x): return x + 1 on 41 -> 42", "deduction answer wrong: 0",

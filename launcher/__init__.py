@@ -1,1 +1,0 @@
-"""`azr run`: a SelfPlayRun as local processes (import name `azr_launcher`)."""

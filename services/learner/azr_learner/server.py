@@ -1,0 +1,138 @@
+"""`azr serve learner`: the Learner gRPC service (GetStatus, Stop) around the training loop.
+
+Rank 0 runs the loop and the service; under torchrun or DeepSpeed's launcher the other ranks
+only follow rank 0's training calls. SIGTERM and SIGINT ask the loop to stop: the step in
+flight is abandoned (or its update finished), a checkpoint is written, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+import azr_rpc as rpc
+from azr_contracts.v1 import learner_pb2, learner_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE = learner_pb2.DESCRIPTOR.services_by_name["Learner"]
+SERVICE_NAME = SERVICE.full_name
+MAX_MESSAGE_BYTES = 1 << 20  # its requests are tiny
+
+
+class LearnerService(learner_pb2_grpc.LearnerServicer):
+    def __init__(self, learner):
+        self.learner = learner
+
+    def GetStatus(self, request, context):
+        s = self.learner.status
+        with s.lock:
+            metrics = {k: float(v) for k, v in s.metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
+            return learner_pb2.LearnerStatus(step=s.step, policy_version=s.policy_version, phase=s.phase,
+                                             last_checkpoint=s.last_checkpoint, metrics=metrics, total_steps=s.total_steps)
+
+    def Stop(self, request, context):
+        """Ask the loop to stop after a checkpoint; answers once it is written (or the deadline nears)."""
+        self.learner.request_stop()
+        remaining = context.time_remaining()
+        self.learner.done.wait(timeout=None if remaining is None else max(0.0, remaining - 1.0))
+        return learner_pb2.StopResponse(checkpoint=self.learner.status.last_checkpoint)
+
+
+class ReadOnlyLearnerService(LearnerService):
+    """GetStatus for the plaintext status port (the operator reads progress there under TLS);
+    Stop stays on the authenticated port."""
+
+    def Stop(self, request, context):
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, "Stop is served on the learner's main port only")
+
+
+
+def build_server(learner, address: str, tls: rpc.TLS | None = None) -> tuple[grpc.Server, int, health.HealthServicer]:
+    server = rpc.server(4, "learner-rpc", MAX_MESSAGE_BYTES)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    rpc.add_servicer(server, LearnerService(learner), SERVICE)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    return server, rpc.add_port(server, address, tls), health_servicer
+
+
+def _hold_until_terminated() -> None:
+    import threading
+
+    terminated = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: terminated.set())
+    terminated.wait()
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    from azr.spec import SelfPlayRun, SpecError, load_run
+    from azr_generation.models import resolve_model
+    from azr_learner.learner import Endpoints, Learner
+    from azr_learner.policy import Policy, world
+
+    rank, _ = world()
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s learner[{rank}] %(levelname)s %(name)s: %(message)s")
+    if rank != 0 and args.status_address:
+        # A follower serves no Learner service; it answers health on the status port, so that
+        # a pod of every rank passes the same probes as rank 0.
+        follower_health = health.HealthServicer()
+        follower_health.set("", health_pb2.HealthCheckResponse.SERVING)
+        follower_status = rpc.status_server(args.status_address, follower_health)
+        follower_status.start()
+    try:
+        run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "local"})
+        tls = rpc.TLS.from_env()
+    except (SpecError, rpc.TLSError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.steps is not None and args.steps < 1:
+        print("azr serve learner: --steps must be at least 1", file=sys.stderr)
+        return 2
+    run_dir = Path(args.run_dir)
+    from azr_learner.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(run_dir)
+    model = resolve_model(args.model or run.spec.model.name)
+    policy = Policy(model, run.spec.training, load_from=str(checkpoint / "model") if checkpoint else None)
+    if rank != 0:
+        policy.follow()
+        if args.hold_when_done:
+            _hold_until_terminated()
+        return 0
+
+    learner = Learner(run, run_dir, Endpoints(args.proposer, args.solver or args.proposer, args.executor), policy, args.steps)
+    server, port, health_servicer = build_server(learner, args.address, tls)
+    status = (rpc.status_server(args.status_address, health_servicer, [(ReadOnlyLearnerService(learner), SERVICE)])
+              if args.status_address else None)
+    if status:
+        status.start()
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: learner.request_stop())
+    log.info("learner on port %d (pid %d): %d steps, %s mode", port, os.getpid(), learner.total_steps,
+             run.spec.training.mode.value)
+    try:
+        learner.fit()
+        if args.hold_when_done and not learner.stop_requested.is_set():
+            log.info("the last step is done; serving its status until SIGTERM (--hold-when-done)")
+            learner.stop_requested.wait()
+    finally:
+        policy.stop_followers()
+        learner.close()
+        health_servicer.enter_graceful_shutdown()
+        server.stop(grace=5).wait()
+        if status:
+            status.stop(grace=None)
+    return 0
