@@ -15,13 +15,38 @@ report's charts all use the same names:
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from azr.tasks import Role, TaskType
 
-PHASES = ("seeding", "propose", "validate", "monte_carlo", "solve", "check", "update", "sync", "checkpoint")
+
+class Phase(str, enum.Enum):
+    """What the learner is doing, as its GetStatus answers and the operator reads it. A step's
+    phases are also timed, as `seconds.<phase>`."""
+
+    STARTING = "starting"
+    SEEDING = "seeding"
+    PROPOSE = "propose"
+    VALIDATE = "validate"
+    MONTE_CARLO = "monte_carlo"
+    SOLVE = "solve"
+    CHECK = "check"
+    UPDATE = "update"
+    SYNC = "sync"
+    CHECKPOINT = "checkpoint"
+    DONE = "done"        # the last step is trained: the run is complete
+    STOPPED = "stopped"  # told to stop (Stop, SIGTERM) before the last step
+
+
+# The phases a step is timed in, in the order they run.
+STEP_PHASES = (Phase.PROPOSE, Phase.VALIDATE, Phase.MONTE_CARLO, Phase.SOLVE, Phase.CHECK, Phase.UPDATE, Phase.SYNC,
+               Phase.CHECKPOINT)
+# The order the live view and the report show the task types in.
+TASK_TYPES = tuple(t.value for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION))
+ROLES = tuple(r.value for r in Role)
 
 
 def _mean(values: list[float]) -> float:

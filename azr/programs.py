@@ -58,8 +58,7 @@ _IMPORT_NAME, _IMPORT_FROM = _OP["IMPORT_NAME"], _OP["IMPORT_FROM"]
 _IMPORT_STAR, _CALL_INTRINSIC_1, _INTRINSIC_IMPORT_STAR = _OP.get("IMPORT_STAR"), _OP.get("CALL_INTRINSIC_1"), 2
 _LOAD_BUILD_CLASS, _MATCH_CLASS, _EXTENDED_ARG = _OP["LOAD_BUILD_CLASS"], _OP.get("MATCH_CLASS"), _OP["EXTENDED_ARG"]
 _ATTRIBUTE_OPS = {_OP[n] for n in ("LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR") if n in _OP}
-_ATTRIBUTE_STORES = {_OP["STORE_ATTR"], _OP["DELETE_ATTR"]}
-_STORE_ATTR_OPCODES = frozenset(_ATTRIBUTE_STORES)
+_ATTRIBUTE_STORES = frozenset({_OP["STORE_ATTR"], _OP["DELETE_ATTR"]})
 # opcode -> how far its argument is shifted before it indexes co_names
 _NAME_OPS = {_OP[n]: 0 for n in ("IMPORT_NAME", "IMPORT_FROM", "LOAD_NAME", "STORE_NAME", "DELETE_NAME",
                                   "STORE_GLOBAL", "DELETE_GLOBAL", "LOAD_METHOD", "STORE_ATTR", "DELETE_ATTR",
@@ -177,7 +176,7 @@ def _forbidden_code(code: CodeType) -> ProgramCheck | None:
         return ProgramCheck.reject(ErrorKind.FORBIDDEN, "forbidden import: from ... import *")
     names = code.co_names
     if not _SUSPICIOUS.intersection(names) and not any(n.startswith("_") or "." in n for n in names) \
-            and not _STORE_ATTR_OPCODES.intersection(opcodes):
+            and not _ATTRIBUTE_STORES.intersection(opcodes):
         return None  # the fast path: no name here could be a problem (dotted ones are imports)
     module = ""
     for op, name in _named_instructions(code):

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from azr.advantages import trr_advantages
 from azr.buffers import TaskBuffers, rng_state_from_json, rng_state_to_json
-from azr.metrics import StepOutcomes, clip
+from azr.metrics import Phase, StepOutcomes, clip
 from azr.parsing import ProposalError, parse_proposal, parse_response, proposal_text, solver_answer
 from azr.prompts import Prompt, propose_prompt, solve_prompt
 from azr.rewards import proposer_reward, solve_rate, solver_reward
@@ -161,15 +161,15 @@ class SelfPlay:
     # -- plumbing ----------------------------------------------------------------------------------
 
     @contextmanager
-    def _phase(self, name: str):
+    def _phase(self, phase: Phase):
         if self.should_stop():
-            raise Interrupted(f"stopped before {name}")
-        self.on_phase(name)
+            raise Interrupted(f"stopped before {phase.value}")
+        self.on_phase(phase.value)
         start = time.perf_counter()
         try:
             yield
         finally:
-            self._outcomes.seconds[name] += time.perf_counter() - start
+            self._outcomes.seconds[phase.value] += time.perf_counter() - start
 
     def _sampling(self) -> Sampling:
         # One seed per generation call, derived from (run seed, step, call): a resumed step
@@ -192,7 +192,7 @@ class SelfPlay:
     def _propose(self, task_type: TaskType, count: int) -> tuple[list[Generation], list[Task | None], list[bool]]:
         """`count` proposals: each response, the valid task it defines (or None), its format verdict."""
         fmt = self.method.format_examples
-        with self._phase("propose"):
+        with self._phase(Phase.PROPOSE):
             references = [self.buffers.references(task_type, self.method.references, self.rng) for _ in range(count)]
             prompts = [propose_prompt(task_type, refs, fmt, self.method.numbered_inputs) for refs in references]
             responses = [group[0] for group in self._generate(self.proposer, prompts, 1)]
@@ -207,7 +207,7 @@ class SelfPlay:
                 proposal, reasons[k] = None, f"parse: {exc}" if text else "parse: no answer found"
             program = refs[0].program if task_type is TaskType.INDUCTION else (proposal.program if proposal else "")
             parsed.append((verdict.well_formatted, proposal, program))
-        with self._phase("validate"):
+        with self._phase(Phase.VALIDATE):
             todo = [(k, program, proposal.inputs) for k, (_, proposal, program) in enumerate(parsed) if proposal]
             results = self.executor.validate([(program, inputs) for _, program, inputs in todo]) if todo else []
         tasks: list[Task | None] = [None] * count
@@ -239,7 +239,7 @@ class SelfPlay:
         assert isinstance(task, Triplet)
         return [CheckJob(task_type, a, program=task.program, gold_output=task.output) for a in answers]
 
-    def _solve(self, task_type: TaskType, tasks: list[Task], n: int, phase: str) -> list[list[tuple[Generation, _Graded]]]:
+    def _solve(self, task_type: TaskType, tasks: list[Task], n: int, phase: Phase) -> list[list[tuple[Generation, _Graded]]]:
         """n answers per task, graded. A response whose answer cannot be extracted is wrong."""
         fmt = self.method.format_examples
         with self._phase(phase):
@@ -261,11 +261,11 @@ class SelfPlay:
                     owners.append((i, k))
             verdicts.append(row)
             all_answers.append(answers)
-        with self._phase("check"):
+        with self._phase(Phase.CHECK):
             correct = self.executor.check(jobs) if jobs else []
         for (i, k), ok in zip(owners, correct):
             verdicts[i][k][1].correct = ok
-        if phase == "solve":
+        if phase is Phase.SOLVE:
             for task, row, answers in zip(tasks, verdicts, all_answers):
                 (response, graded), answer = row[0], answers[0]
                 self._outcomes.example("correct" if graded.correct else "wrong", task_type, task=task_fields(task),
@@ -287,7 +287,7 @@ class SelfPlay:
             out.proposals[task_type] += len(tasks)
             out.valid[task_type] += len(valid)
             # Learnability: n solver answers per valid task; never trained on.
-            mc = self._solve(task_type, valid, m.monte_carlo_samples, "monte_carlo")
+            mc = self._solve(task_type, valid, m.monte_carlo_samples, Phase.MONTE_CARLO)
             s_bars = iter([solve_rate([g.correct for _, g in row]) for row in mc])
             self.buffers[task_type].insert(valid)
             for response, task, ok in zip(responses, tasks, formatted):
@@ -298,7 +298,7 @@ class SelfPlay:
                 samples.append(self._sample(task_type, Role.PROPOSE, response, reward))
                 out.record(task_type, Role.PROPOSE, reward, ok)
             batch = self.buffers.solve_batch(task_type, m.proposals_per_type, self.rng)
-            for row in self._solve(task_type, batch, 1, "solve"):
+            for row in self._solve(task_type, batch, 1, Phase.SOLVE):
                 response, graded = row[0]
                 reward = solver_reward(graded.well_formatted, graded.correct)
                 samples.append(self._sample(task_type, Role.SOLVE, response, reward))
@@ -326,7 +326,7 @@ class SelfPlay:
         """
         self._step, self._calls, self._outcomes = 0, 0, StepOutcomes()
         m, target = self.method, self.method.seed_tasks
-        self.on_phase("seeding")
+        self.on_phase(Phase.SEEDING.value)
         start = time.perf_counter()
         for task_type, buffer_type in ((TaskType.DEDUCTION, TaskType.DEDUCTION), (TaskType.INDUCTION, TaskType.INDUCTION)):
             for _ in range(m.seed_max_rounds):

@@ -1,21 +1,15 @@
 """Starting real `azr serve` processes for tests, as a user would, and stopping them."""
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 
 import azr_rpc as rpc
+from azr_launcher.runner import free_port  # noqa: F401  (tests import it from here)
 
 START_TIMEOUT = 600
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(role: str, log_dir, *args: str, env: dict[str, str] | None = None, tls=None):

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from azr.metrics import TASK_TYPES
 from azr.spec import SpecError
 from azr.tasks import Role, TaskType
 
@@ -42,7 +43,7 @@ def example_lines(examples: list[dict], width: int = 100) -> list[str]:
         return flat if len(flat) <= width else flat[:width - 3] + "..."
 
     lines = []
-    for t in ("deduction", "abduction", "induction"):
+    for t in TASK_TYPES:
         mine = [e for e in examples if e["type"] == t]
         valid = next((e for e in mine if e["kind"] == "valid"), None)
         rejected = next((e for e in mine if e["kind"] == "rejected"), None)
@@ -83,11 +84,11 @@ def live_view(run, status, waiting: list[str] | None, started: float, examples: 
     table.add_column("")
     for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION):
         table.add_column(t.value, justify="right")
-    table.add_row("reward propose", *[_fmt(m.get(f"reward.{t}.propose")) for t in ("deduction", "abduction", "induction")])
-    table.add_row("reward solve", *[_fmt(m.get(f"reward.{t}.solve")) for t in ("deduction", "abduction", "induction")])
-    table.add_row("valid proposals", *[_fmt(m.get(f"valid_rate.{t}")) for t in ("deduction", "abduction", "induction")])
-    table.add_row("solve accuracy", *[_fmt(m.get(f"accuracy.{t}")) for t in ("deduction", "abduction", "induction")])
-    table.add_row("buffer", *[_fmt(m.get(f"buffer.{t}"), 0) for t in ("deduction", "abduction", "induction")])
+    table.add_row("reward propose", *[_fmt(m.get(f"reward.{t}.propose")) for t in TASK_TYPES])
+    table.add_row("reward solve", *[_fmt(m.get(f"reward.{t}.solve")) for t in TASK_TYPES])
+    table.add_row("valid proposals", *[_fmt(m.get(f"valid_rate.{t}")) for t in TASK_TYPES])
+    table.add_row("solve accuracy", *[_fmt(m.get(f"accuracy.{t}")) for t in TASK_TYPES])
+    table.add_row("buffer", *[_fmt(m.get(f"buffer.{t}"), 0) for t in TASK_TYPES])
     if not examples:
         return Group(header, line, table)
     return Group(header, line, table, Text("last step, as the model wrote it:", style="bold"),

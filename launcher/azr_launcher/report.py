@@ -15,9 +15,8 @@ import math
 import sys
 from pathlib import Path
 
-TYPES = ("deduction", "abduction", "induction")
-ROLES = ("propose", "solve")
-PHASES = ("propose", "validate", "monte_carlo", "solve", "check", "update", "sync", "checkpoint")
+from azr.metrics import ROLES, STEP_PHASES, TASK_TYPES
+
 COLOURS = {"deduction": "#1f77b4", "abduction": "#d62728", "induction": "#2ca02c"}
 
 
@@ -62,14 +61,14 @@ def _save(fig, path: Path) -> Path:
 
 def _plot_per_type(ax, lines: list[dict], prefix: str) -> None:
     """One curve per task type of the metric `<prefix>.<type>`."""
-    for t in TYPES:
+    for t in TASK_TYPES:
         xs, ys = _series(lines, f"{prefix}.{t}")
         ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
 
 
 def _plot_per_type_and_role(ax, lines: list[dict], prefix: str, ylim: tuple[float, float]) -> None:
     """One curve per task type and role of `<prefix>.<type>.<role>` (proposer dashed)."""
-    for t in TYPES:
+    for t in TASK_TYPES:
         for role, style in zip(ROLES, ("--", "-")):
             xs, ys = _series(lines, f"{prefix}.{t}.{role}")
             ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
@@ -97,7 +96,7 @@ def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     made.append(("Valid proposals", _save(fig, out / "valid_rate.png")))
 
     fig, ax = _figure("Solve rates", "share solved")
-    for t in TYPES:
+    for t in TASK_TYPES:
         xs, ys = _series(steps, f"accuracy.{t}")
         ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=f"{t} accuracy")
         xs, ys = _series(steps, f"s_bar.{t}")
@@ -114,7 +113,7 @@ def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     fig, ax = _figure("Seconds per phase", "seconds")
     bottoms = [0.0] * len(steps)
     xs = [m["step"] for m in steps]
-    for phase in PHASES:
+    for phase in (p.value for p in STEP_PHASES):
         values = [float(m.get(f"seconds.{phase}") or 0.0) for m in steps]
         if any(values):
             ax.bar(xs, values, bottom=bottoms, label=phase)
@@ -132,8 +131,8 @@ def _summary_rows(metrics: list[dict]) -> list[tuple[str, str, str]]:
     def fmt(v):
         return "-" if not isinstance(v, int | float) or not math.isfinite(v) else f"{v:.3g}"
 
-    keys = [f"reward.{t}.{r}" for t in TYPES for r in ROLES] + [f"valid_rate.{t}" for t in TYPES] + \
-           [f"accuracy.{t}" for t in TYPES] + ["step_seconds"]
+    keys = [f"reward.{t}.{r}" for t in TASK_TYPES for r in ROLES] + [f"valid_rate.{t}" for t in TASK_TYPES] + \
+           [f"accuracy.{t}" for t in TASK_TYPES] + ["step_seconds"]
     return [(k, fmt(steps[0].get(k)), fmt(steps[-1].get(k))) for k in keys]
 
 
@@ -174,7 +173,7 @@ def _examples_section(run_dir: Path) -> str:
         return ""
     parts = []
     for record in ([records[0], records[-1]] if len(records) > 1 else records):
-        ordered = sorted(record["examples"], key=lambda e: (TYPES.index(e["type"]), KINDS.index(e["kind"])))
+        ordered = sorted(record["examples"], key=lambda e: (TASK_TYPES.index(e["type"]), KINDS.index(e["kind"])))
         cards = "\n".join(_example_html(e) for e in ordered)
         parts.append(f"<h3>Step {record['step']}</h3><div class='examples'>{cards}</div>")
     return "<h2>What the model wrote</h2>\n<p>A few proposals (valid, and rejected with the reason) and " \

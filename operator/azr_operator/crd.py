@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from azr.spec import API_GROUP, KIND, RUN_NAME_MAX, RUN_NAME_PATTERN, SelfPlayRunSpec
+from azr_operator.status import RunPhase
 
 PLURAL = "selfplayruns"
 VERSION = "v1alpha1"
@@ -91,7 +92,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "observedGeneration": {"type": "integer"},
-        "phase": {"type": "string", "enum": ["Pending", "Starting", "Running", "Suspended", "Complete", "Failed"]},
+        "phase": {"type": "string", "enum": [p.value for p in RunPhase]},
         "conditions": {"type": "array", "items": {"type": "object", "required": ["type", "status"], "properties": {
             "type": {"type": "string"}, "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
             "reason": {"type": "string"}, "message": {"type": "string"}, "lastTransitionTime": {"type": "string"},

@@ -26,9 +26,6 @@ from azr_operator.status import Observed, compute_status, finished_before, learn
 
 FIELD_MANAGER = "azr-operator"
 TIMER_SECONDS = float(os.environ.get("AZR_OPERATOR_INTERVAL", "30"))
-# Kinds a run's children can be, for pruning what the spec no longer asks for.
-CHILD_KINDS = ("Deployment", "StatefulSet", "Service", "NetworkPolicy", "PodDisruptionBudget", "ConfigMap",
-               "ServiceAccount")
 
 
 def _run_pods() -> dict[str, Any]:

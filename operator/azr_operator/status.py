@@ -16,8 +16,22 @@ Complete, Failed) keep their lastTransitionTime while their status does not chan
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any
+
+from azr.metrics import Phase
+
+
+class RunPhase(str, enum.Enum):
+    """status.phase of a SelfPlayRun (the CRD's enum is made from this)."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    RUNNING = "Running"
+    SUSPENDED = "Suspended"
+    COMPLETE = "Complete"
+    FAILED = "Failed"
 
 ROLE_CONDITIONS = {"proposer": "ProposerReady", "solver": "SolverReady", "executor": "ExecutorReady", "learner": "LearnerReady"}
 
@@ -37,14 +51,14 @@ class Observed:
 
 def learner_done(progress: dict[str, Any] | None) -> bool:
     """Whether a learner's GetStatus says the run's last step is done."""
-    return bool(progress) and progress.get("phase") == "done" and progress.get("step", 0) >= progress.get("totalSteps", 1)
+    return bool(progress) and progress.get("phase") == Phase.DONE.value and progress.get("step", 0) >= progress.get("totalSteps", 1)
 
 
 def finished_before(previous: dict[str, Any] | None, generation: int) -> bool:
     """Complete is kept across reconciles of the same generation: once the workloads are
     scaled down, no learner is left to ask."""
     previous = previous or {}
-    return previous.get("phase") == "Complete" and previous.get("observedGeneration") == generation
+    return previous.get("phase") == RunPhase.COMPLETE.value and previous.get("observedGeneration") == generation
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, previous: dict[str, dict], now: str, generation: int) -> dict:
@@ -66,7 +80,7 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     if observed.spec_error or observed.apply_error:
         reason = "InvalidSpec" if observed.spec_error else "ApplyFailed"
         message = observed.spec_error or observed.apply_error
-        return {"observedGeneration": g, "phase": "Failed", "ready": "0/0",
+        return {"observedGeneration": g, "phase": RunPhase.FAILED.value, "ready": "0/0",
                 "conditions": [cond("Failed", True, reason, message), cond("Ready", False, reason)],
                 "progress": previous.get("progress", {})}
 
@@ -87,16 +101,16 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     learner = observed.learner or {}
     complete = observed.finished or learner_done(learner)
     if observed.suspended:
-        phase = "Suspended"
+        phase = RunPhase.SUSPENDED
     elif complete:
-        phase = "Complete"
+        phase = RunPhase.COMPLETE
     elif not observed.runtime_class_exists:
-        phase = "Pending"
+        phase = RunPhase.PENDING
     elif all_ready:
-        phase = "Running"
+        phase = RunPhase.RUNNING
     else:
-        phase = "Starting"
-    conditions += [cond("Ready", all_ready and not observed.suspended, phase),
+        phase = RunPhase.STARTING
+    conditions += [cond("Ready", all_ready and not observed.suspended, phase.value),
                    cond("Suspended", observed.suspended, "SpecSuspend" if observed.suspended else "Active"),
                    cond("Complete", complete, "LastStepDone" if complete else "Training"),
                    cond("Failed", False, "Healthy")]
@@ -108,6 +122,6 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
     # The status is written as a merge patch: a role that is gone (the solver once it shares the
     # proposer's pool) is removed with a null, or its last counts would stay.
     replicas |= {role: None for role in previous.get("replicas") or {} if role not in replicas}
-    return {"observedGeneration": g, "phase": phase, "conditions": conditions,
+    return {"observedGeneration": g, "phase": phase.value, "conditions": conditions,
             "replicas": replicas,
             "ready": f"{ready_roles}/{len(observed.replicas)}", "progress": progress}

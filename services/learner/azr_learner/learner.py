@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from azr.metrics import json_safe
+from azr.metrics import Phase, json_safe
 from azr.selfplay import Interrupted, SelfPlay, StepRollout, assign_advantages, drop_stale
 from azr.spec import RunMode, SelfPlayRun
 from azr_learner.checkpoint import latest_checkpoint, read_state, restore_torch_rng, write_checkpoint
@@ -53,7 +53,7 @@ class Status:
     step: int = 0
     total_steps: int = 0
     policy_version: int = 0
-    phase: str = "starting"
+    phase: str = Phase.STARTING.value
     last_checkpoint: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -100,7 +100,7 @@ class Learner:
                 try:
                     self._seed()
                 except Interrupted:
-                    self.status.update(phase="stopped")
+                    self.status.update(phase=Phase.STOPPED.value)
                     return
             self._sync_generators(resume=True)
             if self.spec.training.mode is RunMode.ASYNC:
@@ -109,7 +109,7 @@ class Learner:
                 self._fit_sync()
             if self.step > self._last_checkpointed:
                 self._checkpoint()
-            self.status.update(phase="stopped" if self.stop_requested.is_set() else "done")
+            self.status.update(phase=(Phase.STOPPED if self.stop_requested.is_set() else Phase.DONE).value)
         finally:
             self.done.set()
 
@@ -189,23 +189,23 @@ class Learner:
 
     def _learn(self, rollout: StepRollout, dropped: int, started: float) -> None:
         seconds: dict[str, float] = {}
-        self.status.update(phase="update")
+        self.status.update(phase=Phase.UPDATE.value)
         t, update_start = time.perf_counter(), time.time()
         lags = [self.version - s.version for s in rollout.samples]
         train_metrics = self.policy.train(rollout.samples, self.version, seed=self.spec.training.seed * 7919 + rollout.step)
-        seconds["seconds.update"] = time.perf_counter() - t
+        seconds[f"seconds.{Phase.UPDATE.value}"] = time.perf_counter() - t
         seconds["time.update_start"], seconds["time.update_end"] = update_start, time.time()
         self.version += 1
         self.step = rollout.step
         self._last_state = rollout.state
-        self.status.update(phase="sync")
+        self.status.update(phase=Phase.SYNC.value)
         t = time.perf_counter()
         self._publish()
-        seconds["seconds.sync"] = time.perf_counter() - t
+        seconds[f"seconds.{Phase.SYNC.value}"] = time.perf_counter() - t
         if self.step % self.spec.training.checkpoint_every == 0 or self.step == self.total_steps:
             t = time.perf_counter()
             self._checkpoint()
-            seconds["seconds.checkpoint"] = time.perf_counter() - t
+            seconds[f"seconds.{Phase.CHECKPOINT.value}"] = time.perf_counter() - t
         metrics = {**rollout.metrics, **train_metrics, **seconds, "dropped_stale": float(dropped),
                    "samples_trained": float(len(rollout.samples)), "max_policy_lag": float(max(lags, default=0)),
                    "step_seconds": time.perf_counter() - started}
@@ -263,7 +263,7 @@ class Learner:
     def _checkpoint(self) -> None:
         if self._last_state is None:
             return
-        self.status.update(phase="checkpoint")
+        self.status.update(phase=Phase.CHECKPOINT.value)
         path = write_checkpoint(self.policy, self.run_dir, self.step,
                                 {"policy_version": self.version, "selfplay": self._last_state,
                                  "metrics": json_safe(self.status.metrics)}, keep=self.spec.training.keep_checkpoints)
@@ -297,7 +297,7 @@ class Learner:
         start = time.perf_counter()
         metrics = self.selfplay.seed_buffers()
         self._last_state = self.selfplay.state_dict()
-        self._write_metrics({"step": 0, "policy_version": 0, "time": time.time(), "phase": "seeding", **metrics})
+        self._write_metrics({"step": 0, "policy_version": 0, "time": time.time(), "phase": Phase.SEEDING.value, **metrics})
         log.info("seeding done in %.1f s: buffers %s", time.perf_counter() - start, self.selfplay.buffers.sizes())
 
     # -- control ---------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ which receives each call from rank 0 and takes its part in it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -396,17 +395,3 @@ class Policy:
                                               load_optimizer_states=True, load_lr_scheduler_states=False)
         if path is None:
             raise RuntimeError(f"no DeepSpeed checkpoint in {folder}")
-
-    def parameter_checksum(self) -> float:
-        """A cheap fingerprint of the weights (tests, logs)."""
-        with torch.no_grad():
-            return float(sum(p.double().sum() for p in self.module.parameters()))
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
