@@ -43,7 +43,7 @@ def workload(references: int, proposals: int, samples: int, seed: int = 0):
 
 
 def measure(engine, items, max_tokens: int, seed: int, seeded: bool = True, logprobs: bool = True) -> tuple[float, int, float]:
-    from azr_generation.client import prompt_to_proto
+    from azr_contracts.convert import prompt_to_proto
     from azr_generation.engines import Sampling
     from azr_generation.server import render_prompt
 

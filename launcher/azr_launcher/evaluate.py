@@ -93,9 +93,9 @@ def run_eval(args: argparse.Namespace) -> int:
     from azr.parsing import parse_response, solver_answer
     from azr.prompts import solve_prompt
     from azr.tasks import TaskType, Triplet
+    from azr_contracts.convert import prompt_to_proto
     from azr_executor.engine import CheckItem, Executor, Limits
     from azr_executor.pool import SandboxError, SandboxPool, default_mode
-    from azr_generation.client import prompt_to_proto
     from azr_generation.engines import Sampling, make_engine, resolve_dtype
     from azr_generation.server import render_prompt
 

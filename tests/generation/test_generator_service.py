@@ -10,8 +10,8 @@ from safetensors.torch import load_file, save_file
 
 from azr.prompts import propose_prompt, solve_prompt
 from azr.tasks import IDENTITY_TRIPLET, TaskType, Triplet
+from azr_contracts.convert import prompt_to_proto
 from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
-from azr_generation.client import prompt_to_proto
 
 DEADLINE = 300
 TASK = Triplet("def f(xs):\n    return sorted(xs)[::-1]", "[2, 9, 4]", "[9, 4, 2]")

@@ -7,7 +7,7 @@ import torch
 
 from azr.prompts import solve_prompt
 from azr.tasks import TaskType, Triplet
-from azr_generation.client import prompt_to_proto
+from azr_contracts.convert import prompt_to_proto
 from azr_generation.engines import Sampling
 from azr_generation.server import render_prompt
 

@@ -5,8 +5,8 @@ import pytest
 
 from azr.prompts import solve_prompt
 from azr.tasks import TaskType, Triplet
+from azr_contracts.convert import prompt_to_proto
 from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
-from azr_generation.client import prompt_to_proto
 from azr_generation.server import GeneratorService
 
 TASK = Triplet("def f(s):\n    return s.upper()", "'ab'", "'AB'")

@@ -5,8 +5,8 @@ from pathlib import Path
 from azr.prompts import solve_prompt
 from azr.spec import load_run
 from azr.tasks import InductionTask, TaskType
+from azr_contracts.convert import prompt_to_proto
 from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
-from azr_generation.client import prompt_to_proto
 from tests.generation.conftest import start_server, stop_server
 
 CPU_PRESET = Path(__file__).parents[2] / "examples" / "selfplayrun-cpu.yaml"

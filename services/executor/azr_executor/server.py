@@ -20,9 +20,9 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 import azr_rpc as rpc
-from azr.programs import ErrorKind
 from azr.tasks import TaskType
-from azr_contracts.v1 import common_pb2, executor_pb2, executor_pb2_grpc
+from azr_contracts import convert
+from azr_contracts.v1 import executor_pb2, executor_pb2_grpc
 from azr_executor.engine import CheckItem, Executor, ValidateItem
 from azr_rpc import TLS, TLSError
 from azr_rpc.serving import serve_until_signalled
@@ -38,18 +38,9 @@ MAX_FIELD_CHARS = 100_000
 MAX_ID_CHARS = 256
 DEADLINE_MARGIN_SECONDS = 2.0
 
-_TASK_TYPES = {common_pb2.TASK_TYPE_ABDUCTION: TaskType.ABDUCTION, common_pb2.TASK_TYPE_DEDUCTION: TaskType.DEDUCTION,
-               common_pb2.TASK_TYPE_INDUCTION: TaskType.INDUCTION}
-
 ITEMS = Counter("azr_executor_items_total", "Items handled", ["rpc", "outcome"])
 LATENCY = Histogram("azr_executor_batch_seconds", "Seconds per batch", ["rpc"])
 REJECTED = Counter("azr_executor_rejected_total", "Requests refused", ["rpc", "code"])
-
-
-def error_kind_to_proto(kind: ErrorKind) -> int:
-    if kind is ErrorKind.NONE:
-        return common_pb2.ERROR_KIND_UNSPECIFIED
-    return common_pb2.ErrorKind.Value(f"ERROR_KIND_{kind.name}")
 
 
 class RequestError(ValueError):
@@ -90,7 +81,7 @@ def parse_check_request(request: executor_pb2.CheckRequest) -> list[CheckItem]:
         _check_text(f"{where}.id", item.id, MAX_ID_CHARS)
         for name in ("program", "gold_output", "answer"):
             _check_text(f"{where}.{name}", getattr(item, name))
-        task_type = _TASK_TYPES.get(item.task_type)
+        task_type = convert.task_type_from_proto(item.task_type)
         if task_type is None:
             raise RequestError(f"{where}.task_type: must be abduction, deduction or induction")
         if task_type is TaskType.INDUCTION:
@@ -155,14 +146,14 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         response = executor_pb2.ValidateResponse()
         for r in results:
             response.results.add(id=r.id, valid=r.valid, outputs=r.outputs,
-                                 error_kind=error_kind_to_proto(r.error_kind), error_message=r.error_message)
+                                 error_kind=convert.error_kind_to_proto(r.error_kind), error_message=r.error_message)
         return response
 
     def Check(self, request, context):
         results = self._handle("Check", parse_check_request, self.executor.check, request, context)
         response = executor_pb2.CheckResponse()
         for r in results:
-            response.results.add(id=r.id, correct=r.correct, error_kind=error_kind_to_proto(r.error_kind),
+            response.results.add(id=r.id, correct=r.correct, error_kind=convert.error_kind_to_proto(r.error_kind),
                                  error_message=r.error_message)
         return response
 

@@ -23,6 +23,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 import azr_rpc as rpc
+from azr_contracts import convert
 from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
 from azr_generation.engines import Engine, Sampling
 from azr_generation.weights import WeightsError, check_weights, tensor_shapes
@@ -46,13 +47,13 @@ class RequestError(ValueError):
 def render_prompt(tokenizer, prompt: generator_pb2.Prompt) -> list[int]:
     """Token ids of a prompt: the chat template for a conversation, then the assistant prefix."""
     if prompt.messages:
-        messages = [{"role": m.role, "content": m.content} for m in prompt.messages]
+        conversation = convert.prompt_from_proto(prompt)
         if getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:  # plain-text models: the same layout as azr.prompts.Prompt.as_text()
-            text = "\n\n".join(m["content"] if m["role"] != "assistant" else f"Assistant: {m['content']}"
-                               for m in messages) + "\n\nAssistant: "
-        return tokenizer.encode(text + prompt.assistant_prefix, add_special_tokens=False)
+            messages = [{"role": m.role, "content": m.content} for m in conversation.messages]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) + conversation.assistant_prefix
+        else:  # plain-text models
+            text = conversation.as_text()
+        return tokenizer.encode(text, add_special_tokens=False)
     return tokenizer.encode(prompt.text + prompt.assistant_prefix)
 
 

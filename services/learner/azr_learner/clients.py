@@ -19,17 +19,14 @@ import grpc
 import azr_rpc as rpc
 from azr.prompts import Prompt
 from azr.selfplay import CheckJob, Generation, Sampling, Validation
-from azr.tasks import TaskType
-from azr_contracts.v1 import common_pb2, executor_pb2, executor_pb2_grpc, generator_pb2, generator_pb2_grpc
-from azr_generation.client import prompt_to_proto
+from azr_contracts import convert
+from azr_contracts.v1 import executor_pb2_grpc, generator_pb2, generator_pb2_grpc
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 256 * 2**20
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED)
-TASK_TYPES = {TaskType.ABDUCTION: common_pb2.TASK_TYPE_ABDUCTION, TaskType.DEDUCTION: common_pb2.TASK_TYPE_DEDUCTION,
-              TaskType.INDUCTION: common_pb2.TASK_TYPE_INDUCTION}
 EXECUTOR_BATCH = 256      # items per Validate/Check request (the server takes up to 4,096)
 EXECUTOR_PARALLEL = 4     # requests in flight at once: round-robin spreads them over the executor's pods
 
@@ -70,11 +67,8 @@ class GeneratorClient(_Client):
         self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
 
     def generate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[Generation]]:
-        request = generator_pb2.GenerateRequest(
-            prompts=[prompt_to_proto(p) for p in prompts], n=n,
-            sampling=generator_pb2.SamplingParams(temperature=sampling.temperature, top_p=sampling.top_p,
-                                                  max_tokens=sampling.max_tokens, seed=sampling.seed or 0,
-                                                  has_seed=sampling.seed is not None, skip_logprobs=not sampling.logprobs))
+        request = generator_pb2.GenerateRequest(prompts=[convert.prompt_to_proto(p) for p in prompts], n=n,
+                                                sampling=convert.sampling_to_proto(sampling))
         response = self._call(self.stub.Generate, request)
         groups: list[list[Generation]] = [[] for _ in prompts]
         for c in response.completions:
@@ -106,20 +100,14 @@ class ExecutorClient(_Client):
 
     def validate(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
         def call(start: int, chunk: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
-            request = executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(id=str(start + k), program=p, inputs=list(i))
-                                                          for k, (p, i) in enumerate(chunk)])
-            response = self._call(self.stub.Validate, request)
+            response = self._call(self.stub.Validate, convert.validate_request(chunk, start))
             return [Validation(r.valid, tuple(r.outputs), r.error_message) for r in response.results]
 
         return self._chunked(items, call)
 
     def check(self, jobs: Sequence[CheckJob]) -> list[bool]:
         def call(start: int, chunk: Sequence[CheckJob]) -> list[bool]:
-            request = executor_pb2.CheckRequest(items=[
-                executor_pb2.CheckItem(id=str(start + k), task_type=TASK_TYPES[j.task_type], program=j.program,
-                                       gold_output=j.gold_output, answer=j.answer, hidden_inputs=list(j.hidden_inputs),
-                                       hidden_outputs=list(j.hidden_outputs)) for k, j in enumerate(chunk)])
-            response = self._call(self.stub.Check, request)
+            response = self._call(self.stub.Check, convert.check_request(chunk, start))
             return [r.correct for r in response.results]
 
         return self._chunked(jobs, call)
