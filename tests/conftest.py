@@ -13,7 +13,7 @@ FAST_LIMITS = Limits(timeout_seconds=2.0)
 @pytest.fixture(scope="session")
 def model_path():
     """The embedded SmolLM2-135M-Instruct, converted once into the cache."""
-    from azr_generation.models import ensure_embedded_model
+    from azr_models.resolve import ensure_embedded_model
 
     return ensure_embedded_model()
 

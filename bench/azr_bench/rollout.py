@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     from azr.spec import DEFAULT_MODEL
     from azr_generation.engines import TransformersEngine, VllmEngine, resolve_dtype
-    from azr_generation.models import resolve_model
+    from azr_models.resolve import resolve_model
 
     model = resolve_model(args.model or DEFAULT_MODEL)
     items = workload(args.references, args.proposals, args.samples, args.seed)

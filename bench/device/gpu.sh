@@ -55,7 +55,7 @@ case "${1:-}" in
   smoke)
     python3 -c "import torch; x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16); print(torch.__version__, torch.cuda.get_device_name(), float((x @ x).float().abs().mean()))" || exit 1
     python3 -c "import vllm, deepspeed, grpc, google.protobuf; print('vllm', vllm.__version__, 'deepspeed', deepspeed.__version__, 'grpc', grpc.__version__, 'protobuf', google.protobuf.__version__)" || exit 1
-    python3 -c "from azr_generation.models import ensure_embedded_model; print(ensure_embedded_model())" || exit 1
+    python3 -c "from azr_models.resolve import ensure_embedded_model; print(ensure_embedded_model())" || exit 1
     python3 -m pytest -p no:cacheprovider -q tests/generation/test_generator_service.py 2>&1 | tee $OUT/smoke-pytest.txt
     mkdir -p $OUT/logs && cp /tmp/pytest-of-root/pytest-*/vllm*/proposer.log $OUT/logs/ 2>/dev/null
     ;;

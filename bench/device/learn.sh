@@ -30,7 +30,7 @@ phase() { echo "$(date -u +%FT%TZ) $*" | tee -a "$dir/phases.txt"; }
 
 model=$(python3 -c "import sys; from azr.spec import load_run; print(load_run(sys.argv[1]).spec.model.name)" "$spec") || exit 1
 phase "convert $model"
-python3 -c "import sys; from azr_generation.models import resolve_model; print(resolve_model(sys.argv[1]))" "$model" \
+python3 -c "import sys; from azr_models.resolve import resolve_model; print(resolve_model(sys.argv[1]))" "$model" \
   >> "$dir/phases.txt" || { phase "failed: convert"; exit 1; }
 suites=(--code-reasoning bench/data/code-reasoning.jsonl)
 [ -n "$heldout" ] && suites+=(--code-reasoning "$heldout")

@@ -46,7 +46,7 @@ if ls .carry/wheels/*.whl >/dev/null 2>&1; then
 fi
 # The checkout's packages, each folder its import name (pyproject's package-dir): their parents.
 pkgs=""
-for parent in . protos services/rpc services/executor services/generation services/proposer services/solver \
+for parent in . protos services/rpc services/executor services/models services/generation services/proposer services/solver \
               services/learner operator launcher bench; do
   pkgs="$pkgs$PWD/$parent:"
 done

@@ -47,7 +47,7 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_eval_model(model: str | None, run: SelfPlayRun) -> str:
-    from azr_generation.models import resolve_model
+    from azr_models.resolve import resolve_model
 
     if model and (Path(model) / "checkpoints").is_dir():
         from azr_learner.checkpoint import latest_checkpoint

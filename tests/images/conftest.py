@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from azr.cache import cache_dir
+from azr_models.cache import cache_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "azr-runsc"

@@ -89,8 +89,8 @@ def test_every_folder_of_python_code_is_the_package_it_provides():
 
 
 def test_no_top_level_package_shadows_the_standard_library():
-    for name in ("azr", "azr_contracts", "azr_rpc", "azr_executor", "azr_generation", "azr_proposer", "azr_solver", "azr_learner",
-                 "azr_launcher", "azr_operator", "azr_bench"):
+    for name in ("azr", "azr_contracts", "azr_rpc", "azr_executor", "azr_models", "azr_generation", "azr_proposer", "azr_solver",
+                 "azr_learner", "azr_launcher", "azr_operator", "azr_bench"):
         assert name not in sys.stdlib_module_names
         importlib.import_module(name)
     import operator

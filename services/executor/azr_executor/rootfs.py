@@ -20,7 +20,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from azr.cache import cache_dir
+from azr_models.cache import cache_dir
 
 # Parts of the standard library a worker never needs (and which pull in big native libraries).
 _SKIP_STDLIB = {"site-packages", "dist-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip",

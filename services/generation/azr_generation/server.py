@@ -260,7 +260,7 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
     from azr.spec import SelfPlayRun, load_run
     from azr_generation.engines import make_engine, resolve_dtype
-    from azr_generation.models import resolve_model
+    from azr_models.resolve import resolve_model
 
     run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "local"})
     role_spec = run.spec.proposer if role == "proposer" else run.spec.solver

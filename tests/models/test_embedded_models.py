@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from azr_generation.embedded import EMBEDDED, QWEN25_CODER_05B, EmbeddedModel, Part
-from azr_generation.models import ModelError, assemble_gguf, resolve_model
+from azr_models.embedded import EMBEDDED, QWEN25_CODER_05B, EmbeddedModel, Part
+from azr_models.resolve import ModelError, assemble_gguf, resolve_model
 
 
 def _chunk_packages(root, prefix: str, blobs: list[bytes]) -> EmbeddedModel:
