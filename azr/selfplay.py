@@ -276,7 +276,9 @@ class SelfPlay:
     # -- one step ----------------------------------------------------------------------------------
 
     def collect(self, step: int) -> StepRollout:
-        """docs/method.md, part 2, for each task type in order; then rewards and TRR++ advantages."""
+        """docs/method.md, part 2, for each task type in order, and the rewards. The TRR++
+        advantages are left to the trainer (`assign_advantages`), which computes them once, over
+        the samples it keeps."""
         self._step, self._calls, self._outcomes = step, 0, StepOutcomes()
         m, out = self.method, self._outcomes
         started = time.time()
@@ -305,7 +307,6 @@ class SelfPlay:
                 out.record(task_type, Role.SOLVE, reward, graded.well_formatted)
                 out.correct[task_type].append(graded.correct)
         self.buffers.end_step()
-        assign_advantages(samples, m.advantage_weighting)
         metrics = {**out.to_metrics(self.buffers.sizes()), "time.rollout_start": started, "time.rollout_end": time.time()}
         return StepRollout(step, samples, metrics, self.state_dict(), out.examples)
 

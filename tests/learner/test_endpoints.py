@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from azr_learner.learner import expand_endpoints
+from azr_learner.replicas import expand_endpoints
 
 
 def test_dns_endpoints_expand_to_every_address_and_plain_ones_stay():

@@ -14,7 +14,7 @@ import pytest
 from azr.literals import parse_arguments, parse_literal, strict_equal
 from azr.metrics import json_safe
 from azr.rewards import FORMAT_ERROR, INVALID_PROPOSAL, SOLVER_CORRECT, SOLVER_WRONG
-from azr.selfplay import Generation, SelfPlay, drop_stale
+from azr.selfplay import Generation, SelfPlay, assign_advantages, drop_stale
 from azr.spec import MethodSpec
 from azr.tasks import GROUPS, IDENTITY_TRIPLET, Role, TaskType
 
@@ -130,6 +130,7 @@ def test_seeding_fills_every_buffer_then_a_step_trains_all_six_groups():
     # Induction proposals on the reversing program fail on integer inputs: invalid, -1.
     assert {s.reward for s in rollout.samples if s.role is Role.PROPOSE and s.task_type is TaskType.INDUCTION} <= {0.0, -1.0}
     assert rollout.metrics["buffer.deduction"] == 2 + 3
+    assign_advantages(rollout.samples, play.method.advantage_weighting)  # the trainer's, once per step
     for group in GROUPS:
         members = [s for s in rollout.samples if (s.task_type, s.role) == group]
         assert abs(sum(s.advantage for s in members)) < 1e-9  # TRR++: zero mean within each group

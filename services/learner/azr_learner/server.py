@@ -34,11 +34,10 @@ class LearnerService(learner_pb2_grpc.LearnerServicer):
         self.learner = learner
 
     def GetStatus(self, request, context):
-        s = self.learner.status
-        with s.lock:
-            metrics = {k: float(v) for k, v in s.metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
-            return learner_pb2.LearnerStatus(step=s.step, policy_version=s.policy_version, phase=s.phase,
-                                             last_checkpoint=s.last_checkpoint, metrics=metrics, total_steps=s.total_steps)
+        s = self.learner.status.snapshot()
+        metrics = {k: float(v) for k, v in s.metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
+        return learner_pb2.LearnerStatus(step=s.step, policy_version=s.policy_version, phase=s.phase,
+                                         last_checkpoint=s.last_checkpoint, metrics=metrics, total_steps=s.total_steps)
 
     def Stop(self, request, context):
         """Ask the loop to stop after a checkpoint; answers once it is written (or the deadline nears)."""
