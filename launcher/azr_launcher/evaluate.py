@@ -25,7 +25,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from azr.spec import SelfPlayRun, SpecError, load_run
+from azr.spec import SelfPlayRun, SpecError, load_run_or_default
 
 BATCH = 16          # prompts per engine call for engines without a batch size of their own
 VLLM_BATCH = 1024   # vLLM batches continuously: hand it a whole suite
@@ -100,7 +100,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from azr_generation.server import render_prompt
 
     try:
-        run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "eval"})
+        run = load_run_or_default(args.file, name="eval")
         model = resolve_eval_model(args.model, run)
         suites = {path: _read_code_reasoning(path)[:args.limit] for path in args.code_reasoning or ()}
     except (SpecError, ValueError, OSError) as exc:

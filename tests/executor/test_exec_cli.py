@@ -60,16 +60,19 @@ def test_settings_come_from_the_spec_and_flags_override(tmp_path):
     import argparse
 
     from azr.programs import EntryFunctionRule
-    from azr_executor.cli import resolve_settings
+    from azr.spec import SandboxMode, load_run
+    from azr_executor.settings import ExecutorSettings
 
     spec = tmp_path / "run.yaml"
     spec.write_text("apiVersion: azr.dev/v1alpha1\nkind: SelfPlayRun\nmetadata: {name: r}\n"
                     "spec:\n  executor: {workers: 6, timeoutSeconds: 3, sandbox: process}\n"
                     "  method: {outputMaxChars: 100, singleFunction: strict}\n")
-    args = resolve_settings(argparse.Namespace(run_file=str(spec), sandbox=None, workers=None, timeout=7.0, memory_mib=None,
-                                               output_max_chars=None, max_inflight_batches=None))
-    assert (args.workers, args.timeout, args.memory_mib, args.output_max_chars) == (6, 7.0, 512, 100)
-    assert args.sandbox == "process" and args.entry_rule is EntryFunctionRule.STRICT
+    args = ExecutorSettings.from_cli_args(argparse.Namespace(run_file=str(spec), sandbox=None, workers=None, timeout=7.0,
+                                                             memory_mib=None, output_max_chars=None, max_inflight_batches=None))
+    assert (args.workers, args.timeout_seconds, args.memory_mib, args.output_max_chars) == (6, 7.0, 512, 100)
+    assert args.sandbox is SandboxMode.PROCESS and args.entry_rule is EntryFunctionRule.STRICT
+    assert ExecutorSettings.from_spec(load_run(spec), {"workers": 9, "sandbox": "gvisor"}).workers == 9
+    assert ExecutorSettings.from_spec(load_run(spec), {}, spec_sandbox=False).sandbox is None  # no file: the machine decides
     bad = tmp_path / "bad.yaml"
     bad.write_text("apiVersion: azr.dev/v1alpha1\nkind: SelfPlayRun\nmetadata: {name: r}\nspec: {executor: {workers: 1}}\n")
     result = _run(tmp_path, "validate", [{"id": "x", "program": "def f(x):\n    return x", "input": "1"}], "--spec", str(bad))

@@ -43,34 +43,6 @@ def add_serve_executor_arguments(parser: argparse.ArgumentParser) -> None:
     _add_sandbox_arguments(parser)
 
 
-def resolve_settings(args: argparse.Namespace) -> argparse.Namespace:
-    """Fill every unset flag from the SelfPlayRun spec, the one source of truth."""
-    from azr.spec import SelfPlayRun, load_run
-
-    run_file = getattr(args, "run_file", None)
-    run = load_run(run_file) if run_file else SelfPlayRun(metadata={"name": "local"})
-    spec = run.spec
-    defaults = {"workers": spec.executor.workers, "timeout": spec.executor.timeout_seconds,
-                "memory_mib": spec.executor.memory_mib, "output_max_chars": spec.method.output_max_chars,
-                "max_inflight_batches": spec.executor.max_inflight_batches}
-    for name, value in defaults.items():
-        if getattr(args, name, None) is None:
-            setattr(args, name, value)
-    if args.sandbox is None and run_file:
-        args.sandbox = spec.executor.sandbox.value
-    args.entry_rule = spec.method.single_function
-    return args
-
-
-def make_pool_and_limits(args: argparse.Namespace):
-    from azr_executor.engine import Limits
-    from azr_executor.pool import SandboxPool, default_mode
-
-    args = resolve_settings(args)
-    pool = SandboxPool(args.sandbox or default_mode(), workers=args.workers, memory_mib=args.memory_mib)
-    return pool, Limits(timeout_seconds=args.timeout, output_max_chars=args.output_max_chars, entry_rule=args.entry_rule)
-
-
 class InputError(ValueError):
     pass
 
@@ -140,6 +112,7 @@ def run_exec(args: argparse.Namespace) -> int:
     from azr.spec import SpecError
     from azr_executor.engine import Executor
     from azr_executor.pool import SandboxError
+    from azr_executor.settings import ExecutorSettings
 
     try:
         records = read_lines(args.file)
@@ -148,7 +121,7 @@ def run_exec(args: argparse.Namespace) -> int:
         print(f"azr exec {args.action}: {exc}", file=sys.stderr)
         return 2
     try:
-        pool, limits = make_pool_and_limits(args)
+        pool, limits = ExecutorSettings.from_cli_args(args).make_pool_and_limits()
     except SpecError as exc:
         print(f"azr exec: {exc}", file=sys.stderr)
         return 2

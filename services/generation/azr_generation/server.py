@@ -258,30 +258,26 @@ def build_server(service: GeneratorService, address: str, tls: rpc.TLS | None = 
 
 def serve_from_args(role: str, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
-    from azr.spec import SelfPlayRun, load_run
+    from azr.spec import SpecError
     from azr_generation.engines import make_engine, resolve_dtype
+    from azr_generation.settings import GeneratorSettings
     from azr_models.resolve import resolve_model
 
-    run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "local"})
-    role_spec = run.spec.proposer if role == "proposer" else run.spec.solver
-    model_name = args.model or run.spec.model.name
-    engine_kind = args.engine or role_spec.engine.value
-    dtype = resolve_dtype(args.dtype or run.spec.model.dtype.value)
-    max_model_len = args.max_model_len or run.spec.model.max_model_len
-    memory_fraction = args.memory_fraction or role_spec.memory_fraction
-
     try:
+        settings = GeneratorSettings.from_cli_args(role, args)
         tls = rpc.TLS.from_env()
-    except rpc.TLSError as exc:
+    except (SpecError, ValueError, rpc.TLSError) as exc:
         log.error("%s", exc)
         return 2
-    server, port, health_servicer, service = build_server(GeneratorService(role, model_name, max_model_len), args.address, tls)
+    server, port, health_servicer, service = build_server(GeneratorService(role, settings.model, settings.max_model_len),
+                                                          args.address, tls)
     status = rpc.status_server(args.status_address, health_servicer) if args.status_address else None
     if status:
         status.start()
     server.start()  # health answers NOT_SERVING while the engine loads
-    path = resolve_model(model_name)
-    engine = make_engine(engine_kind, path, dtype, max_model_len, args.seed, memory_fraction)
+    path = resolve_model(settings.model)
+    engine = make_engine(settings.engine, path, resolve_dtype(settings.dtype.value), settings.max_model_len, settings.seed,
+                         settings.memory_fraction)
     service.attach(engine, path)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

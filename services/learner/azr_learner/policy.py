@@ -184,8 +184,7 @@ class Policy:
             raise ValueError(f"AZR_LEARNER_COMPILE={compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
         self._token_log_probs = _compile(model, compile_mode)
         stage = training.zero_stage
-        precision = training.precision if training.precision is not DType.AUTO else (
-            DType.BFLOAT16 if torch.cuda.is_available() else DType.FLOAT32)
+        precision = training.precision.resolved(on_gpu=torch.cuda.is_available())
         if precision is DType.BFLOAT16 and not torch.cuda.is_available():
             log.warning("bfloat16 training on CPU is slow here; consider training.precision: float32")
         params = [p for p in model.parameters() if p.requires_grad]

@@ -13,7 +13,6 @@ import math
 import os
 import signal
 import sys
-from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -75,9 +74,10 @@ def _hold_until_terminated() -> None:
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
-    from azr.spec import SelfPlayRun, SpecError, load_run
+    from azr.spec import SpecError
     from azr_learner.learner import Endpoints, Learner
     from azr_learner.policy import Policy, world
+    from azr_learner.settings import LearnerSettings
     from azr_models.resolve import resolve_model
 
     rank, _ = world()
@@ -90,19 +90,19 @@ def serve_from_args(args: argparse.Namespace) -> int:
         follower_status = rpc.status_server(args.status_address, follower_health)
         follower_status.start()
     try:
-        run = load_run(args.file) if args.file else SelfPlayRun(metadata={"name": "local"})
+        settings = LearnerSettings.from_cli_args(args)
         tls = rpc.TLS.from_env()
     except (SpecError, rpc.TLSError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.steps is not None and args.steps < 1:
-        print("azr serve learner: --steps must be at least 1", file=sys.stderr)
+    except ValueError as exc:
+        print(f"azr serve learner: --{exc}", file=sys.stderr)
         return 2
-    run_dir = Path(args.run_dir)
+    run, run_dir = settings.run, settings.run_dir
     from azr_learner.checkpoint import latest_checkpoint
 
     checkpoint = latest_checkpoint(run_dir)
-    model = resolve_model(args.model or run.spec.model.name)
+    model = resolve_model(settings.model)
     policy = Policy(model, run.spec.training, load_from=str(checkpoint / "model") if checkpoint else None)
     if rank != 0:
         policy.follow()
@@ -110,7 +110,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
             _hold_until_terminated()
         return 0
 
-    learner = Learner(run, run_dir, Endpoints(args.proposer, args.solver or args.proposer, args.executor), policy, args.steps)
+    learner = Learner(run, run_dir, Endpoints(list(settings.proposers), list(settings.solvers), settings.executor), policy,
+                      settings.steps)
     server, port, health_servicer = build_server(learner, args.address, tls)
     status = (rpc.status_server(args.status_address, health_servicer, [(ReadOnlyLearnerService(learner), SERVICE)])
               if args.status_address else None)
