@@ -14,7 +14,7 @@ import ast
 import json
 from pathlib import Path
 
-from azr_bench.humaneval import load_cases
+from azr_launcher.humaneval import load_cases
 
 
 def without_docstrings(program: str) -> str:

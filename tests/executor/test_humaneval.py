@@ -6,8 +6,8 @@ import pytest
 from azr.literals import parse_literal
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
-from azr_bench.humaneval import load_cases
 from azr_executor.engine import CheckItem, ValidateItem
+from azr_launcher.humaneval import load_cases
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""HumanEval's human-written programs as executor workloads.
+"""HumanEval's human-written programs: `azr eval`'s suite, and executor workloads (bench/).
 
 Each problem's canonical solution is one program; the literal cases of its test
 (`assert candidate(ARGS) == EXPECTED` with literal ARGS and EXPECTED) are its inputs and
