@@ -29,8 +29,8 @@ import yaml
 
 import azr_rpc as rpc
 from azr.spec import SelfPlayRun, SpecError, load_run
-from azr.topology import ServicePlan, plan
 from azr_contracts.v1 import learner_pb2, learner_pb2_grpc
+from azr_launcher.topology import ServicePlan, plan
 
 log = logging.getLogger(__name__)
 

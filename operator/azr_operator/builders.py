@@ -2,7 +2,7 @@
 
 No client, no cluster: `azr render` prints what these return, the operator applies it, and the
 tests validate it against Kubernetes' own schemas. Which services run, with which arguments,
-comes from `azr.topology`, the same plan `azr run` starts as local processes.
+comes from `azr_launcher.topology`, the same plan `azr run` starts as local processes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azr.spec import API_GROUP, API_VERSION, KIND, AccessMode, SelfPlayRun
-from azr.topology import PORTS, STATUS_PORT, plan, roles
+from azr_launcher.topology import PORTS, STATUS_PORT, plan, roles
 
 SPEC_MOUNT = "/etc/azr"
 TLS_MOUNT = "/etc/azr-tls"

@@ -148,7 +148,7 @@ async def _runtime_class_exists(client, runtime_class: str) -> bool:
 def learner_address(run) -> str:
     """Rank 0 of the learner StatefulSet, which serves the Learner service: its main port, or
     under TLS its plaintext status port (read-only progress; the operator holds no certificate)."""
-    from azr.topology import PORTS, STATUS_PORT
+    from azr_launcher.topology import PORTS, STATUS_PORT
 
     namespace = run.metadata.namespace or "default"
     port = STATUS_PORT if run.spec.security.tls_secret_name else PORTS["learner"]

@@ -176,7 +176,7 @@ def test_only_the_runs_pods_reach_its_services():
 
 
 def test_a_tls_secret_gives_every_service_mutual_tls_and_probes_a_plaintext_status_port():
-    from azr.topology import STATUS_PORT
+    from azr_launcher.topology import STATUS_PORT
     from azr_operator.handlers import learner_address
 
     run = load_run(CPU_PRESET)
@@ -217,7 +217,7 @@ def test_run_names_fit_every_child_name(run_name, ok):
 
 
 def test_a_learner_of_several_ranks_can_rendezvous_and_pass_its_probes():
-    from azr.topology import STATUS_PORT
+    from azr_launcher.topology import STATUS_PORT
 
     run = load_run(GPU_PRESET)
     assert run.spec.learner.ranks > 1

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from azr.spec import load_run
-from azr.topology import plan, roles
+from azr_launcher.topology import plan, roles
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -1,8 +1,9 @@
-"""From a SelfPlayRun to its services: the one place both runtimes read.
+"""From a SelfPlayRun to its services: the plan both runtimes start.
 
-`azr run` starts each planned service as a local process on loopback; the operator (issue 7)
-renders the same plans as pods. A plan says which `azr serve` role runs, how many replicas,
-and its command-line arguments, given where its peers are.
+`azr run` starts each planned service as a local process on loopback; the operator renders
+the same plans as pods. A plan says which `azr serve` role runs, how many replicas, and its
+command-line arguments, given where its peers are: the other half of each service's
+`Settings.from_cli_args`.
 """
 
 from __future__ import annotations
