@@ -1,13 +1,12 @@
-"""Shared fixtures: one sandbox pool per mode for the whole session (starting one costs ~0.5 s)."""
+"""Shared fixtures: the embedded model, one engine, and one sandbox pool per mode for the
+whole session (starting one costs ~0.5 s). Each imports its service only when a test asks for
+it, so the core's tests run with nothing but the core installed."""
 
 import shutil
 
 import pytest
 
-from azr_executor.engine import Executor, Limits
-from azr_executor.pool import SandboxPool
-
-FAST_LIMITS = Limits(timeout_seconds=2.0)
+FAST_TIMEOUT_SECONDS = 2.0
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +24,9 @@ def transformers_engine(model_path):
     return TransformersEngine(str(model_path), "float32", 2048)
 
 
-def _pool(mode: str) -> SandboxPool:
+def _pool(mode: str):
+    from azr_executor.pool import SandboxPool
+
     if mode == "gvisor" and shutil.which("runsc") is None:
         pytest.fail("runsc is not on PATH: ./install.sh installs it (Debian package runsc)")
     return SandboxPool(mode, workers=2, memory_mib=256)
@@ -50,4 +51,6 @@ def pool(request):
 
 @pytest.fixture(scope="session")
 def executor(gvisor_pool):
-    return Executor(gvisor_pool, FAST_LIMITS)
+    from azr_executor.engine import Executor, Limits
+
+    return Executor(gvisor_pool, Limits(timeout_seconds=FAST_TIMEOUT_SECONDS))

@@ -16,9 +16,11 @@ import pytest
 from azr.literals import parse_arguments
 from azr.programs import ErrorKind
 from azr.tasks import TaskType
-from azr_executor.engine import CheckItem, Executor, ValidateItem
+from azr_executor.engine import CheckItem, Executor, Limits, ValidateItem
 from azr_executor.pool import SandboxPool, make_job
-from tests.conftest import FAST_LIMITS
+from tests.conftest import FAST_TIMEOUT_SECONDS
+
+FAST_LIMITS = Limits(timeout_seconds=FAST_TIMEOUT_SECONDS)
 
 MARKER = Path("/tmp/azr-security-marker")
 SECRET = "azr-test-secret-7f3a"

@@ -3,8 +3,10 @@
 import pytest
 
 from azr.programs import ErrorKind
-from azr_executor.engine import Executor, ValidateItem
-from tests.conftest import FAST_LIMITS
+from azr_executor.engine import Executor, Limits, ValidateItem
+from tests.conftest import FAST_TIMEOUT_SECONDS
+
+FAST_LIMITS = Limits(timeout_seconds=FAST_TIMEOUT_SECONDS)
 
 
 def _one(executor, program, *inputs):

@@ -64,7 +64,7 @@ def test_packed_log_probs_equal_one_sequence_at_a_time(policy):
 
 def _update(model_path, out: Path, ranks: int, zero_stage: int) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={ranks}", f"--master-port={free_port()}",
-           str(HERE / "data_parallel_update.py"), str(model_path), str(out), str(zero_stage)]
+           str(HERE / "scripts" / "data_parallel_update.py"), str(model_path), str(out), str(zero_stage)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())

@@ -27,7 +27,7 @@ _SKIP_STDLIB = {"site-packages", "dist-packages", "test", "idlelib", "tkinter", 
                 "lib2to3", "pydoc_data", "config-3.11-x86_64-linux-gnu"}
 # Files copied into the sandbox's /azr: the worker and what it imports. `azr.literals` (the
 # literal parser both sides share) goes in as a module of its own, `azr_literals`: it must stay
-# standard-library only and import nothing else of `azr` (tests/unit/test_contracts.py checks).
+# standard-library only and import nothing else of `azr` (tests/contracts/test_layout.py checks).
 SANDBOX_CODE_DIR = "/azr"
 
 

@@ -1,6 +1,6 @@
 """One TRR++ update of the real model on fixed samples, on however many ranks torchrun starts.
 
-    torchrun --nproc-per-node 2 tests/learner/data_parallel_update.py MODEL OUT_DIR ZERO_STAGE
+    torchrun --nproc-per-node 2 tests/learner/scripts/data_parallel_update.py MODEL OUT_DIR ZERO_STAGE
 
 Rank 0 writes the updated weights to OUT_DIR/model and the update's metrics to
 OUT_DIR/metrics.json; the test compares them with a single-rank run of the same update.
