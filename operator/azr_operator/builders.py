@@ -109,7 +109,10 @@ def _probe(port: int, period: int = 10, failures: int = 3) -> dict[str, Any]:
     return {"grpc": {"port": port}, "periodSeconds": period, "failureThreshold": failures}
 
 
-def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resources) -> dict[str, Any]:
+def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resources, *, extra_args: tuple[str, ...] = (),
+               mounts: tuple[dict[str, Any], ...] = (), writable_root: bool = False) -> dict[str, Any]:
+    """A role's container, hardened: non-root, no privilege escalation, no capabilities, the
+    runtime's seccomp profile, a read-only root unless the role writes caches there."""
     port = PORTS[role]
     container = {
         "name": role,
@@ -138,16 +141,14 @@ def _container(run: SelfPlayRun, role: str, service_plan, images: Images, resour
         container["env"] += [{"name": "AZR_TLS_DIR", "value": TLS_MOUNT},
                              {"name": "AZR_TLS_SERVER_NAME", "value": tls.tls_server_name}]
         container["volumeMounts"].append({"name": "tls", "mountPath": TLS_MOUNT, "readOnly": True})
+    container["args"] += list(extra_args)
+    container["volumeMounts"] += [dict(m) for m in mounts]
     # Model loading (vLLM: minutes) is the start-up probe's; readiness and liveness follow.
     container["startupProbe"] = _probe(port, period=10, failures=90)
     container["readinessProbe"] = _probe(port)
     container["livenessProbe"] = _probe(port, period=20, failures=6)
-    return container
-
-
-def _hardened(container: dict[str, Any]) -> dict[str, Any]:
     container["securityContext"] = {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                                    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": not writable_root,
                                     "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     return container
 
@@ -179,91 +180,97 @@ def build(run: SelfPlayRun, images: Images = Images(), uid: str | None = None, f
     """Every child object of the run, in apply order. `spec.suspend`, and a run whose learner
     has done its last step (`finished`), scale every workload to zero (the GPUs go back) and
     keep the ConfigMap, the volume and the Services."""
-    spec = run.spec
-    suspended = spec.suspend or finished
-    spec_file = f"{SPEC_MOUNT}/spec.yaml"
-    plans = {p.role: p for p in plan(run, spec_file, DATA_MOUNT, lambda role, k: service_address(run, role, k))}
-    objects: list[Manifest] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, name(run, "workload"), None, uid),
-         "automountServiceAccountToken": False},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(run, name(run, "spec"), None, uid),
-         "data": {"spec.yaml": run.model_copy(update={"status": None}).to_yaml()}},
-        # `storage.keepOnDelete`: no owner reference, so deleting the run keeps its checkpoints.
-        {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-         "metadata": _meta(run, name(run, "data"), "learner", None if spec.storage.keep_on_delete else uid),
-         "spec": {"accessModes": [spec.storage.access_mode.value], "resources": {"requests": {"storage": spec.storage.size}},
-                  **({"storageClassName": spec.storage.storage_class_name} if spec.storage.storage_class_name else {})}},
-    ]
-
-    # Executor: gVisor, non-root, read-only, no token, no egress.
-    executor = _hardened(_container(run, "executor", plans["executor"], images, spec.executor.resources))
-    # The pod itself is the gVisor sandbox (its RuntimeClass); inside it the workers are
-    # rlimited non-root processes: `runsc do` cannot nest, and the pod has no root to chroot with.
-    executor["args"] += ["--sandbox", "process"]
-    executor["volumeMounts"].append({"name": "tmp", "mountPath": "/tmp"})
-    objects += [
-        _deployment(run, "executor", 0 if suspended else spec.executor.replicas, executor, uid, pods, {
-            "runtimeClassName": pods.runtime_class_for(run), "automountServiceAccountToken": False,
-            "securityContext": {"fsGroup": 65532},
-            "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
-            "volumes": _volumes(run, "2Gi") + [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}]}),
-        _service(run, "executor", uid),
-        _network_policy(run, "executor", uid),
-        _pdb(run, "executor", uid),
-    ]
-
-    # Proposer and solver: GPU inference pools.
+    plans = {p.role: p for p in plan(run, f"{SPEC_MOUNT}/spec.yaml", DATA_MOUNT, lambda role, k: service_address(run, role, k))}
+    scaled_down = run.spec.suspend or finished
+    objects = [_service_account(run, uid), _spec_config_map(run, uid), _data_claim(run, uid),
+               *_executor_objects(run, plans["executor"], images, uid, pods, scaled_down)]
     for role in ("proposer", "solver"):
-        if role not in roles(run):
-            continue
-        generator = spec.proposer if role == "proposer" else spec.solver
-        container = _hardened(_container(run, role, plans[role], images, generator.resources))
-        container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
-        container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
-        container["securityContext"]["readOnlyRootFilesystem"] = False  # vLLM and torch compile caches
-        objects += [
-            _deployment(run, role, 0 if suspended else generator.replicas, container, uid, pods, {
-                "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
-                "securityContext": {"fsGroup": 65532}, "enableServiceLinks": False, **_data_affinity(run),
-                "volumes": _volumes(run) + [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
-                                            {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data"),
-                                                                                       "readOnly": True}}]}),
-            _service(run, role, uid),
-            _network_policy(run, role, uid),
-            _pdb(run, role, uid),
-        ]
+        if role in roles(run):
+            objects += _generator_objects(run, role, plans[role], images, uid, pods, scaled_down)
+    return objects + _learner_objects(run, plans["learner"], images, uid, pods, scaled_down)
 
-    # Learner: a StatefulSet of ranks; rank 0 (pod -0) is the rendezvous and drives the loop.
-    container = _hardened(_container(run, "learner", plans["learner"], images, spec.learner.resources))
-    container["args"].append("--hold-when-done")  # an exit would be restarted; the operator scales down instead
-    container["securityContext"]["readOnlyRootFilesystem"] = False
-    container["volumeMounts"].append({"name": "data", "mountPath": DATA_MOUNT})
-    container["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})
-    ranks = spec.learner.ranks
+
+def _service_account(run: SelfPlayRun, uid: str | None) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(run, name(run, "workload"), None, uid),
+            "automountServiceAccountToken": False}
+
+
+def _spec_config_map(run: SelfPlayRun, uid: str | None) -> Manifest:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": _meta(run, name(run, "spec"), None, uid),
+            "data": {"spec.yaml": run.model_copy(update={"status": None}).to_yaml()}}
+
+
+def _data_claim(run: SelfPlayRun, uid: str | None) -> Manifest:
+    """The run's volume: checkpoints, weights, metrics. `storage.keepOnDelete`: no owner
+    reference, so deleting the run keeps its checkpoints."""
+    storage = run.spec.storage
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _meta(run, name(run, "data"), "learner", None if storage.keep_on_delete else uid),
+            "spec": {"accessModes": [storage.access_mode.value], "resources": {"requests": {"storage": storage.size}},
+                     **({"storageClassName": storage.storage_class_name} if storage.storage_class_name else {})}}
+
+
+def _executor_objects(run: SelfPlayRun, service_plan, images: Images, uid: str | None, pods: PodDefaults,
+                      scaled_down: bool) -> list[Manifest]:
+    """gVisor, non-root, read-only, no token, no egress. The pod itself is the gVisor sandbox
+    (its RuntimeClass); inside it the workers are rlimited non-root processes: `runsc do`
+    cannot nest, and the pod has no root to chroot with."""
+    spec = run.spec
+    container = _container(run, "executor", service_plan, images, spec.executor.resources, extra_args=("--sandbox", "process"),
+                           mounts=({"name": "tmp", "mountPath": "/tmp"},))
+    pod = {"runtimeClassName": pods.runtime_class_for(run), "automountServiceAccountToken": False,
+           "securityContext": {"fsGroup": 65532}, "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
+           "volumes": _volumes(run, "2Gi") + [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}]}
+    return [_deployment(run, "executor", 0 if scaled_down else spec.executor.replicas, container, uid, pods, pod),
+            _service(run, "executor", uid), _network_policy(run, "executor", uid), _pdb(run, "executor", uid)]
+
+
+def _generator_objects(run: SelfPlayRun, role: str, service_plan, images: Images, uid: str | None, pods: PodDefaults,
+                       scaled_down: bool) -> list[Manifest]:
+    """A proposer or solver pool: GPU inference, the run's volume read-only (published weights)."""
+    generator = run.spec.proposer if role == "proposer" else run.spec.solver
+    container = _container(run, role, service_plan, images, generator.resources, writable_root=True,  # vLLM, torch compile caches
+                           mounts=({"name": "shm", "mountPath": "/dev/shm"},
+                                   {"name": "data", "mountPath": DATA_MOUNT, "readOnly": True}))
+    pod = {"automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
+           "securityContext": {"fsGroup": 65532}, "enableServiceLinks": False, **_data_affinity(run),
+           "volumes": _volumes(run) + [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}},
+                                       {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data"), "readOnly": True}}]}
+    return [_deployment(run, role, 0 if scaled_down else generator.replicas, container, uid, pods, pod),
+            _service(run, role, uid), _network_policy(run, role, uid), _pdb(run, role, uid)]
+
+
+def _learner_objects(run: SelfPlayRun, service_plan, images: Images, uid: str | None, pods: PodDefaults,
+                     scaled_down: bool) -> list[Manifest]:
+    """A StatefulSet of ranks; rank 0 (pod -0) is the rendezvous and drives the loop."""
+    ranks = run.spec.learner.ranks
+    container = _container(run, "learner", service_plan, images, run.spec.learner.resources,
+                           extra_args=("--hold-when-done",),  # an exit would be restarted; the operator scales down instead
+                           mounts=({"name": "data", "mountPath": DATA_MOUNT}, {"name": "shm", "mountPath": "/dev/shm"}),
+                           writable_root=True)
     if ranks > 1:
-        container["command"] = ["torchrun"]
-        container["args"] = [f"--nnodes={ranks}", "--nproc-per-node=1", "--node-rank=$(RANK)",
-                             f"--master-addr={name(run, 'learner')}-0.{name(run, 'learner')}", "--master-port=29500",
-                             "-m", "azr_launcher.cli", *container["args"]]
-        container["env"].append({"name": "RANK", "valueFrom": {"fieldRef": {
-            "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}})
-    objects += [
-        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(run, name(run, "learner"), "learner", uid),
-         "spec": {"replicas": 0 if suspended else ranks, "serviceName": name(run, "learner"),
-                  "podManagementPolicy": "Parallel", "selector": {"matchLabels": labels(run, "learner")},
-                  "template": {"metadata": _pod_meta(run, "learner"), "spec": pods.apply({
-                      "automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"),
-                      "enableServiceLinks": False, **_data_affinity(run),
-                      "terminationGracePeriodSeconds": 600,  # SIGTERM: finish the update, write a checkpoint
-                      "securityContext": {"fsGroup": 65532},
-                      "containers": [container],
-                      "volumes": _volumes(run) + [
-                          {"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data")}},
-                          {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]})}}},
-        _service(run, "learner", uid),
-        _network_policy(run, "learner", uid),
-    ]
-    return objects
+        container = _under_torchrun(run, container)
+    pod = {"automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
+           **_data_affinity(run),
+           "terminationGracePeriodSeconds": 600,  # SIGTERM: finish the update, write a checkpoint
+           "securityContext": {"fsGroup": 65532}, "containers": [container],
+           "volumes": _volumes(run) + [{"name": "data", "persistentVolumeClaim": {"claimName": name(run, "data")}},
+                                       {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}]}
+    stateful_set = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(run, name(run, "learner"), "learner", uid),
+                    "spec": {"replicas": 0 if scaled_down else ranks, "serviceName": name(run, "learner"),
+                             "podManagementPolicy": "Parallel", "selector": {"matchLabels": labels(run, "learner")},
+                             "template": {"metadata": _pod_meta(run, "learner"), "spec": pods.apply(pod)}}}
+    return [stateful_set, _service(run, "learner", uid), _network_policy(run, "learner", uid)]
+
+
+def _under_torchrun(run: SelfPlayRun, container: dict[str, Any]) -> dict[str, Any]:
+    """The same `azr serve learner` as one torchrun rank per pod, its rank the pod's index."""
+    learner = name(run, "learner")
+    return {**container, "command": ["torchrun"],
+            "args": [f"--nnodes={run.spec.learner.ranks}", "--nproc-per-node=1", "--node-rank=$(RANK)",
+                     f"--master-addr={learner}-0.{learner}", "--master-port=29500", "-m", "azr_launcher.cli", *container["args"]],
+            "env": [*container["env"], {"name": "RANK", "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}}}]}
 
 
 def _deployment(run: SelfPlayRun, role: str, replicas: int, container: dict[str, Any], uid: str | None,

@@ -227,13 +227,15 @@ class Policy:
 
     def follow(self) -> None:
         """Ranks other than 0: take part in every call rank 0 makes, until it stops."""
+        commands = {"train": self._train, "save_weights": self._save_weights, "save_optimizer": self._save_optimizer,
+                    "load_optimizer": self._load_optimizer}
         while True:
             box: list[Any] = [None]
             dist.broadcast_object_list(box, src=0)
             command, payload = box[0]
             if command == "stop":
                 return
-            getattr(self, f"_{command}")(*payload)
+            commands[command](*payload)
 
     def stop_followers(self) -> None:
         self._broadcast("stop")
@@ -294,38 +296,12 @@ class Policy:
         totals = {"loss": 0.0, "policy_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0}
         if self.reference is not None:
             totals["kl_ref"] = 0.0
-        tokens_seen, grad_norms, trained_tokens = 0.0, [], 0
+        tokens_seen, grad_norms = 0.0, []
         for mini in minis:
-            mine = [samples[i] for i in mini[self.rank::self.world]]
-            old = self._old_log_probs(mine, version)
-            self.engine.train()
-            lengths = [len(s.prompt_ids) + len(s.response_ids) for s in mine]
-            micros = pack(lengths, t.micro_batch_tokens)
-            counts = torch.tensor([float(sum(len(s.response_ids) for s in mine)), float(len(micros))])
-            if self.world > 1:
-                dist.all_reduce(counts[:1])                       # response tokens of the whole mini-batch
-                dist.all_reduce(counts[1:], op=dist.ReduceOp.MAX)  # every rank runs as many backwards (ZeRO-2 reduces in each)
-            global_tokens, rounds = counts[0].item(), int(counts[1].item())
-            if global_tokens == 0:
+            seen = self._accumulate(samples, mini, version, totals)
+            if seen is None:  # no response token in this mini-batch on any rank
                 continue
-            for k in range(rounds):
-                if k < len(micros):
-                    chosen = micros[k]
-                    row = pack_row([mine[i] for i in chosen], [old[i] for i in chosen])
-                    weight = 1.0
-                else:  # this rank has no more data: a zero-weight pass keeps the collectives in step
-                    row, weight = pack_row([_PAD_SAMPLE], [[0.0]]), 0.0
-                reference = self._reference_log_probs(row)
-                logp, entropy = self._forward(row)
-                loss, stats = ppo_clip_loss(logp, row.old_log_probs.to(logp.device)[None], row.advantages.to(logp.device)[None],
-                                            torch.ones_like(logp), entropy, t.clip_ratio, t.entropy_coeff,
-                                            normalizer=global_tokens / self.world, ref_log_probs=reference, kl_coeff=t.kl_coeff)
-                self.engine.backward(loss * weight)
-                n = float(len(row.targets)) * weight
-                tokens_seen += n
-                trained_tokens += int(n)
-                for key in totals:
-                    totals[key] += getattr(stats, key) * n
+            tokens_seen += seen
             self.engine.step()
             norm = self.engine.get_global_grad_norm()
             grad_norms.append(float(norm) if norm is not None else self.optimizer.last_grad_norm
@@ -339,6 +315,40 @@ class Policy:
         metrics["tokens_trained"] = stats[0].item()
         metrics["optimizer_steps"] = float(len(grad_norms))
         return metrics
+
+    def _accumulate(self, samples: list[Sample], mini: list[int], version: int, totals: dict[str, float]) -> float | None:
+        """Forward and backward over this rank's share of one mini-batch, gradients accumulated
+        for one optimizer step; adds the token-weighted statistics to `totals` and returns the
+        tokens trained here (None when the whole mini-batch has none)."""
+        t = self.training
+        mine = [samples[i] for i in mini[self.rank::self.world]]
+        old = self._old_log_probs(mine, version)
+        self.engine.train()
+        micros = pack([len(s.prompt_ids) + len(s.response_ids) for s in mine], t.micro_batch_tokens)
+        counts = torch.tensor([float(sum(len(s.response_ids) for s in mine)), float(len(micros))])
+        if self.world > 1:
+            dist.all_reduce(counts[:1])                       # response tokens of the whole mini-batch
+            dist.all_reduce(counts[1:], op=dist.ReduceOp.MAX)  # every rank runs as many backwards (ZeRO-2 reduces in each)
+        global_tokens, rounds = counts[0].item(), int(counts[1].item())
+        if global_tokens == 0:
+            return None
+        seen = 0.0
+        for k in range(rounds):
+            if k < len(micros):
+                row, weight = pack_row([mine[i] for i in micros[k]], [old[i] for i in micros[k]]), 1.0
+            else:  # this rank has no more data: a zero-weight pass keeps the collectives in step
+                row, weight = pack_row([_PAD_SAMPLE], [[0.0]]), 0.0
+            reference = self._reference_log_probs(row)
+            logp, entropy = self._forward(row)
+            loss, stats = ppo_clip_loss(logp, row.old_log_probs.to(logp.device)[None], row.advantages.to(logp.device)[None],
+                                        torch.ones_like(logp), entropy, t.clip_ratio, t.entropy_coeff,
+                                        normalizer=global_tokens / self.world, ref_log_probs=reference, kl_coeff=t.kl_coeff)
+            self.engine.backward(loss * weight)
+            n = float(len(row.targets)) * weight
+            seen += n
+            for key in totals:
+                totals[key] += getattr(stats, key) * n
+        return seen
 
     def _old_log_probs(self, samples: list[Sample], version: int) -> list[list[float]]:
         """The log-probs of the policy that sampled each response: recomputed for responses of
