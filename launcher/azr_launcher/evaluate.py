@@ -90,14 +90,9 @@ def humaneval_program(problem: dict, completion: str) -> str:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from azr.parsing import parse_response, solver_answer
-    from azr.prompts import solve_prompt
-    from azr.tasks import TaskType, Triplet
-    from azr_contracts.convert import prompt_to_proto
-    from azr_executor.engine import CheckItem, Executor, Limits
+    from azr_executor.engine import Executor, Limits
     from azr_executor.pool import SandboxError, SandboxPool, default_mode
-    from azr_generation.engines import Sampling, make_engine, resolve_dtype
-    from azr_generation.server import render_prompt
+    from azr_generation.engines import make_engine, resolve_dtype
 
     try:
         run = load_run_or_default(args.file, name="eval")
@@ -107,66 +102,91 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 2
     spec = run.spec
-    dtype = resolve_dtype(spec.model.dtype.value)
-    engine = make_engine(args.engine or spec.proposer.engine.value, model, dtype, spec.model.max_model_len, spec.training.seed)
-    greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=args.max_tokens)
+    engine = make_engine(args.engine or spec.proposer.engine.value, model, resolve_dtype(spec.model.dtype.value),
+                         spec.model.max_model_len, spec.training.seed)
     try:
         pool = SandboxPool(args.sandbox or (spec.executor.sandbox.value if args.file else default_mode()),
                            workers=spec.executor.workers, memory_mib=spec.executor.memory_mib)
     except SandboxError as exc:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 1
-
-    batch = getattr(engine, "batch_sequences", VLLM_BATCH if engine.name == "vllm" else BATCH)
-
-    def generate(prompts, progress, task) -> list[str]:
-        texts = []
-        for start in range(0, len(prompts), batch):
-            chunk = [render_prompt(engine.tokenizer, prompt_to_proto(p)) for p in prompts[start:start + batch]]
-            texts += [group[0].text for group in engine.generate(chunk, [greedy] * len(chunk))]
-            progress.advance(task, len(chunk))
-        return texts
-
     figures: dict = {}
     replies: list[dict] = []
     with pool, Progress(transient=True) as progress:
         executor = Executor(pool, Limits(timeout_seconds=spec.executor.timeout_seconds, entry_rule=spec.method.single_function))
+        greedy = _Greedy(engine, args.max_tokens, progress)
         if args.humaneval or not suites:
-            items = humaneval_items(args.limit)
-            task = progress.add_task("HumanEval", total=len(items))
-            completions = generate([humaneval_prompt(p) for p, _ in items], progress, task)
-            checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
-                                hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
-            results = executor.check(checks)
-            replies += [_reply("humaneval", c.task_id, text, r) for (_, c), text, r in zip(items, completions, results)]
-            passed = sum(r.correct for r in results)
-            figures["humaneval_pass1"] = passed / len(items)
-            print(f"HumanEval: {passed} of {len(items)} problems pass every literal case (greedy, sandboxed)")
-            print(f"humaneval_pass1={passed / len(items):.4f}", flush=True)
-        fmt = spec.method.format_examples
+            figures["humaneval_pass1"] = _humaneval(greedy, executor, args.limit, replies)
         for path, records in suites.items():
-            results = {}
-            tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
-            for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
-                bar = progress.add_task(task_type.value, total=len(tasks))
-                completions = generate([solve_prompt(t, task_type, fmt) for t in tasks], progress, bar)
-                checks = []
-                for k, (t, text) in enumerate(zip(tasks, completions)):
-                    answer = parse_response(text, fallback=spec.method.answer_fallback).answer
-                    answer = solver_answer(answer, task_type) if answer else ""
-                    checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
-                graded = executor.check(checks)
-                replies += [_reply(path, k, text, r, task_type.value) for k, (text, r) in enumerate(zip(completions, graded))]
-                results[f"{task_type.value}_acc"] = sum(r.correct for r in graded) / len(tasks)
-            figures[path] = {"programs": len(records), **results}
-            print(f"code reasoning: {len(records)} programs ({path})")
-            print(f"deduction_acc={results['deduction_acc']:.4f} abduction_acc={results['abduction_acc']:.4f}", flush=True)
+            figures[path] = _code_reasoning(greedy, executor, path, records, spec.method, replies)
         engine.close()
     if args.json:
         Path(args.json).write_text(json.dumps({"model": model, **figures}, indent=1) + "\n")
     if args.completions:
         Path(args.completions).write_text("".join(json.dumps(reply) + "\n" for reply in replies))
     return 0
+
+
+class _Greedy:
+    """Greedy completions of core prompts, a batch at a time, on a progress bar."""
+
+    def __init__(self, engine, max_tokens: int, progress: Progress):
+        from azr_generation.engines import Sampling
+
+        self.engine, self.progress = engine, progress
+        self.sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens)
+        self.batch = getattr(engine, "batch_sequences", VLLM_BATCH if engine.name == "vllm" else BATCH)
+
+    def texts(self, prompts, label: str) -> list[str]:
+        from azr_contracts.convert import prompt_to_proto
+        from azr_generation.server import render_prompt
+
+        bar, texts = self.progress.add_task(label, total=len(prompts)), []
+        for start in range(0, len(prompts), self.batch):
+            chunk = [render_prompt(self.engine.tokenizer, prompt_to_proto(p)) for p in prompts[start:start + self.batch]]
+            texts += [group[0].text for group in self.engine.generate(chunk, [self.sampling] * len(chunk))]
+            self.progress.advance(bar, len(chunk))
+        return texts
+
+
+def _humaneval(greedy: _Greedy, executor, limit: int | None, replies: list[dict]) -> float:
+    from azr.tasks import TaskType
+    from azr_executor.engine import CheckItem
+
+    items = humaneval_items(limit)
+    completions = greedy.texts([humaneval_prompt(p) for p, _ in items], "HumanEval")
+    checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
+                        hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
+    results = executor.check(checks)
+    replies += [_reply("humaneval", c.task_id, text, r) for (_, c), text, r in zip(items, completions, results)]
+    passed = sum(r.correct for r in results)
+    print(f"HumanEval: {passed} of {len(items)} problems pass every literal case (greedy, sandboxed)")
+    print(f"humaneval_pass1={passed / len(items):.4f}", flush=True)
+    return passed / len(items)
+
+
+def _code_reasoning(greedy: _Greedy, executor, path: str, records: list[dict], method, replies: list[dict]) -> dict:
+    """Each program as a deduction and an abduction task, prompted, parsed and graded as in training."""
+    from azr.parsing import parse_response, solver_answer
+    from azr.prompts import solve_prompt
+    from azr.tasks import TaskType, Triplet
+    from azr_executor.engine import CheckItem
+
+    results = {}
+    tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
+    for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
+        completions = greedy.texts([solve_prompt(t, task_type, method.format_examples) for t in tasks], task_type.value)
+        checks = []
+        for k, (t, text) in enumerate(zip(tasks, completions)):
+            answer = parse_response(text, fallback=method.answer_fallback).answer
+            answer = solver_answer(answer, task_type) if answer else ""
+            checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
+        graded = executor.check(checks)
+        replies += [_reply(path, k, text, r, task_type.value) for k, (text, r) in enumerate(zip(completions, graded))]
+        results[f"{task_type.value}_acc"] = sum(r.correct for r in graded) / len(tasks)
+    print(f"code reasoning: {len(records)} programs ({path})")
+    print(f"deduction_acc={results['deduction_acc']:.4f} abduction_acc={results['abduction_acc']:.4f}", flush=True)
+    return {"programs": len(records), **results}
 
 
 def _reply(suite: str, item, completion: str, result, task: str | None = None) -> dict:

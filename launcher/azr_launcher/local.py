@@ -122,10 +122,41 @@ def summary_table(metrics: list[dict]) -> Table:
 
 
 def run_local(args: argparse.Namespace) -> int:
-    from azr_launcher.runner import LocalRun, RunError, default_run_dir, read_metrics, which_runsc_missing
+    from azr_launcher.runner import RunError
 
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s azr run %(levelname)s %(message)s")
+    run = _open_run(args, console)
+    if isinstance(run, int):
+        return run
+    previous = signal.signal(signal.SIGTERM, lambda *_: run.stopping.set())
+    console.print(f"run directory: {run.run_dir}  (logs in {run.run_dir / 'logs'})")
+    interrupted, code = False, 0
+    try:
+        interrupted = _follow(run, console, plain=args.plain)
+    except KeyboardInterrupt:
+        interrupted = True
+    except RunError as exc:
+        console.print(f"azr run: {exc}", markup=False, highlight=False)
+        code = 1
+    finally:
+        if interrupted:
+            console.print("stopping: the learner checkpoints, then every service stops ...")
+        run.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+    _print_outcome(run, console)
+    if interrupted:
+        console.print(f"interrupted; `azr run -f {args.file} --run-dir {run.run_dir}` continues from the last checkpoint")
+        return 130
+    if code == 0:
+        console.print(f"done: {run.run_dir}  (azr report {run.run_dir} draws the charts)")
+    return code
+
+
+def _open_run(args: argparse.Namespace, console: Console):
+    """The run, ready to start; or the exit status of why it cannot be."""
+    from azr_launcher.runner import LocalRun, default_run_dir, which_runsc_missing
+
     if args.steps is not None and args.steps < 1:
         console.print("azr run: --steps must be at least 1")
         return 2
@@ -139,19 +170,19 @@ def run_local(args: argparse.Namespace) -> int:
     if missing:
         console.print(f"azr run: {missing}")
         return 2
-    previous = signal.signal(signal.SIGTERM, lambda *_: run.stopping.set())
-    console.print(f"run directory: {run.run_dir}  (logs in {run.run_dir / 'logs'})")
+    return run
+
+
+def _follow(run, console: Console, plain: bool) -> bool:
+    """Start the services and show the run until it ends; True when it was told to stop."""
     started = time.monotonic()
-    interrupted = False
-    code = 0
-    live = None if args.plain or not console.is_terminal else Live(console=console, refresh_per_second=2, transient=False)
+    live = None if plain or not console.is_terminal else Live(console=console, refresh_per_second=2, transient=False)
     waiting: list[str] = []
+    if live:
+        live.start()
     try:
-        if live:
-            live.start()
         run.start(on_wait=lambda pending: (waiting.__setitem__(slice(None), pending),
                                            live.update(live_view(run, None, waiting, started)) if live else None))
-        waiting.clear()
         last_step, examples = -1, []
         while not run.stopping.is_set():
             if run.supervise_once():
@@ -167,29 +198,19 @@ def run_local(args: argparse.Namespace) -> int:
             if live:
                 live.update(live_view(run, status, None, started, examples))
             time.sleep(1.0)
-        interrupted = run.stopping.is_set()
-    except KeyboardInterrupt:
-        interrupted = True
-    except RunError as exc:
-        console.print(f"azr run: {exc}", markup=False, highlight=False)
-        code = 1
+        return run.stopping.is_set()
     finally:
-        if interrupted:
-            console.print("stopping: the learner checkpoints, then every service stops ...")
         if live:
             live.stop()
-        run.shutdown()
-        signal.signal(signal.SIGTERM, previous)
+
+
+def _print_outcome(run, console: Console) -> None:
+    from azr_launcher.runner import read_metrics
+
     console.print(summary_table(read_metrics(run.run_dir)))
     step, examples = last_examples(run.run_dir)
     if examples:  # the last step ends the run before the loop above can show it
         console.print(f"step {step}, as the model wrote it:")
         for text in example_lines(examples):
             console.print(f"  {text}", markup=False, highlight=False)
-    if interrupted:
-        console.print(f"interrupted; `azr run -f {args.file} --run-dir {run.run_dir}` continues from the last checkpoint")
-        return 130
-    if code == 0:
-        console.print(f"done: {run.run_dir}  (azr report {run.run_dir} draws the charts)")
-    return code
 

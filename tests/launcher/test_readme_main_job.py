@@ -13,6 +13,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.timeout(1500)  # the command's own limit below: Qwen-0.5B's step on 2 cores takes minutes
 def test_the_cpu_preset_proposes_valid_tasks_and_solves_some_in_step_one(tmp_path):
     run_dir = tmp_path / "cpu-tiny"
     result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "run", "-f", str(ROOT / "examples" / "selfplayrun-cpu.yaml"),
