@@ -18,3 +18,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default="127.0.0.1:50061", help="host:port to bind (loopback by default)")
     parser.add_argument("--seed", type=int, default=0)
     add_status_address_argument(parser)
+
+
+def serve_role(role: str, args: argparse.Namespace) -> int:
+    """`azr serve proposer|solver`: the server, its engine loaded only now."""
+    from azr_generation.server import serve_from_args
+
+    return serve_from_args(role, args)
+
+
+def role_main(role: str, argv: list[str] | None = None) -> int:
+    """`python -m azr_proposer|azr_solver`: the same server as `azr serve ROLE`."""
+    parser = argparse.ArgumentParser(prog=f"python -m azr_{role}", description=f"the {role}'s Generator server")
+    add_serve_arguments(parser)
+    return serve_role(role, parser.parse_args(argv))
