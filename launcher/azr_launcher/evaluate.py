@@ -78,12 +78,14 @@ def humaneval_prompt(problem: dict):
 
 
 def humaneval_program(problem: dict, completion: str) -> str:
-    """The function the model wrote: its last python block (or the whole reply), with the
-    prompt's imports in front when it kept only the body."""
-    from azr.parsing import fenced_blocks
+    """The function the model wrote: its last python block; else, for a model that has learnt
+    self-play's format, the content of its last <answer> tags; else the whole reply. The
+    prompt's imports go in front when it kept only the body."""
+    from azr.parsing import fenced_blocks, parse_response
 
     blocks = [body for lang, body in fenced_blocks(completion) if lang in ("python", "py", "")]
-    code = blocks[-1] if blocks else completion
+    tagged = parse_response(completion, fallback=False)
+    code = blocks[-1] if blocks else tagged.answer if tagged.tagged else completion
     if f"def {problem['entry_point']}" not in code:
         code = problem["prompt"] + code
     return code
