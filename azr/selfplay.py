@@ -44,16 +44,20 @@ class Generation:
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float
-    top_p: float
-    max_tokens: int
-    seed: int | None        # None: unseeded (faster on GPU vLLM, which seeds request by request)
-    logprobs: bool = True   # False when the learner recomputes them anyway
+    """How to sample: what self-play asks of a Generator, and what an engine is handed per
+    prompt (the one class for both)."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    seed: int | None = None  # None: unseeded (faster on GPU vLLM, which seeds request by request)
+    logprobs: bool = True    # False when the learner recomputes them anyway
+    n: int = 1               # responses per prompt
 
 
 class Generator(Protocol):
-    def generate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[Generation]]:
-        """n generations per prompt, in prompt order."""
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Generation]]:
+        """`sampling.n` generations per prompt, in prompt order."""
         ...
 
 
@@ -171,19 +175,19 @@ class SelfPlay:
         finally:
             self._outcomes.seconds[phase.value] += time.perf_counter() - start
 
-    def _sampling(self) -> Sampling:
+    def _sampling(self, n: int) -> Sampling:
         # One seed per generation call, derived from (run seed, step, call): a resumed step
         # samples exactly what the interrupted one would have.
         self._calls += 1
         m = self.method
         seed = (self.seed * 1_000_003 + self._step * 10_007 + self._calls) % 2**31
-        return Sampling(m.temperature, m.top_p, m.max_response_tokens,
-                        seed=seed if m.seeded_sampling else None, logprobs=self.engine_logprobs)
+        return Sampling(m.temperature, m.top_p, m.max_response_tokens, seed=seed if m.seeded_sampling else None,
+                        logprobs=self.engine_logprobs, n=n)
 
     def _generate(self, generator: Generator, prompts: list[Prompt], n: int) -> list[list[Generation]]:
         if not prompts:
             return []
-        groups = generator.generate(prompts, n, self._sampling())
+        groups = generator.generate(prompts, self._sampling(n))
         self._outcomes.tokens_generated += sum(len(g.token_ids) for group in groups for g in group)
         return groups
 

@@ -56,7 +56,8 @@ class ScriptedModel:
             return f"r</think><answer>{right}</answer>" if self.solve_right else "no tags at all"
         return f"r</think><answer>```python\n{INC}\n```</answer>"
 
-    def generate(self, prompts, n, sampling):
+    def generate(self, prompts, sampling):
+        n = sampling.n
         self.calls.append((len(prompts), n, sampling.seed))
         self.samplings = getattr(self, "samplings", []) + [sampling]
         out = []
@@ -220,9 +221,9 @@ def test_a_stop_request_abandons_the_step_between_calls():
     play.should_stop = lambda: stop["now"]
     original = model.generate
 
-    def generate_then_stop(prompts, n, sampling):
+    def generate_then_stop(prompts, sampling):
         stop["now"] = True
-        return original(prompts, n, sampling)
+        return original(prompts, sampling)
 
     model.generate = generate_then_stop
     with pytest.raises(Interrupted):

@@ -16,21 +16,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from azr.selfplay import Sampling
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    seed: int | None = None
-    logprobs: bool = True
 
 
 @dataclass
 class Completion:
+    """What an engine returns for one sequence. The service adds the prompt's token ids and the
+    policy version, and self-play receives that as `azr.selfplay.Generation`."""
+
     text: str
     token_ids: list[int]
     logprobs: list[float]

@@ -66,8 +66,8 @@ class GeneratorClient(_Client):
         super().__init__(name, address, timeout, retry_seconds)
         self.stub = generator_pb2_grpc.GeneratorStub(self.channel)
 
-    def generate(self, prompts: Sequence[Prompt], n: int, sampling: Sampling) -> list[list[Generation]]:
-        request = generator_pb2.GenerateRequest(prompts=[convert.prompt_to_proto(p) for p in prompts], n=n,
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[list[Generation]]:
+        request = generator_pb2.GenerateRequest(prompts=[convert.prompt_to_proto(p) for p in prompts], n=sampling.n,
                                                 sampling=convert.sampling_to_proto(sampling))
         response = self._call(self.stub.Generate, request)
         groups: list[list[Generation]] = [[] for _ in prompts]

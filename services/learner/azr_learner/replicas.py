@@ -58,13 +58,13 @@ class ReplicaPool:
     def replicas(self) -> list[GeneratorClient]:
         return self.clients.of(self.role, self.endpoints)
 
-    def generate(self, prompts, n, sampling):
+    def generate(self, prompts, sampling):
         with self._lock:
             replicas = self.replicas()
             client = replicas[self._next % len(replicas)]
             self._next += 1
         for _ in range(REPUBLISH_ATTEMPTS):
-            groups = client.generate(prompts, n, sampling)
+            groups = client.generate(prompts, sampling)
             versions = [g.version for group in groups for g in group]
             if not versions or min(versions) >= self.oldest_acceptable_version():
                 return groups
