@@ -84,44 +84,53 @@ def compute_status(observed: Observed, previous: dict[str, Any] | None, now: str
                 "conditions": [cond("Failed", True, reason, message), cond("Ready", False, reason)],
                 "progress": previous.get("progress", {})}
 
-    conditions = []
-    ready_roles = 0
-    for role, (desired, ready) in observed.replicas.items():
-        ok = desired > 0 and ready >= desired
-        ready_roles += ok
-        reason = "Ready" if ok else ("ScaledToZero" if desired == 0 else "Waiting")
-        message = f"{ready}/{desired} ready"
-        if role == "executor" and not observed.runtime_class_exists:
-            ok, reason = False, "RuntimeClassMissing"
-            message = (f"RuntimeClass {observed.runtime_class!r} does not exist: install gVisor and the RuntimeClass "
-                       "(helm value gvisor.runtimeClass.create), or set spec.executor.runtimeClassName")
-        conditions.append(cond(ROLE_CONDITIONS[role], ok, reason, message))
+    conditions = [cond(ROLE_CONDITIONS[role], *_role_readiness(observed, role)) for role in observed.replicas]
+    ready_roles = sum(c["status"] == "True" for c in conditions)
     all_ready = bool(observed.replicas) and ready_roles == len(observed.replicas) and observed.runtime_class_exists
-
-    learner = observed.learner or {}
-    complete = observed.finished or learner_done(learner)
-    if observed.suspended:
-        phase = RunPhase.SUSPENDED
-    elif complete:
-        phase = RunPhase.COMPLETE
-    elif not observed.runtime_class_exists:
-        phase = RunPhase.PENDING
-    elif all_ready:
-        phase = RunPhase.RUNNING
-    else:
-        phase = RunPhase.STARTING
+    complete = observed.finished or learner_done(observed.learner or {})
+    phase = _phase(observed, complete, all_ready)
     conditions += [cond("Ready", all_ready and not observed.suspended, phase.value),
                    cond("Suspended", observed.suspended, "SpecSuspend" if observed.suspended else "Active"),
                    cond("Complete", complete, "LastStepDone" if complete else "Training"),
                    cond("Failed", False, "Healthy")]
+    return {"observedGeneration": g, "phase": phase.value, "conditions": conditions,
+            "replicas": _replicas(observed, previous),
+            "ready": f"{ready_roles}/{len(observed.replicas)}", "progress": _progress(observed, previous)}
+
+
+def _role_readiness(observed: Observed, role: str) -> tuple[bool, str, str]:
+    """(ready, reason, message) of one role's condition."""
+    desired, ready = observed.replicas[role]
+    ok = desired > 0 and ready >= desired
+    reason = "Ready" if ok else ("ScaledToZero" if desired == 0 else "Waiting")
+    message = f"{ready}/{desired} ready"
+    if role == "executor" and not observed.runtime_class_exists:
+        ok, reason = False, "RuntimeClassMissing"
+        message = (f"RuntimeClass {observed.runtime_class!r} does not exist: install gVisor and the RuntimeClass "
+                   "(helm value gvisor.runtimeClass.create), or set spec.executor.runtimeClassName")
+    return ok, reason, message
+
+
+def _phase(observed: Observed, complete: bool, all_ready: bool) -> RunPhase:
+    if observed.suspended:
+        return RunPhase.SUSPENDED
+    if complete:
+        return RunPhase.COMPLETE
+    if not observed.runtime_class_exists:
+        return RunPhase.PENDING
+    return RunPhase.RUNNING if all_ready else RunPhase.STARTING
+
+
+def _progress(observed: Observed, previous: dict[str, Any]) -> dict[str, Any]:
     progress = dict(previous.get("progress", {}))
-    if learner:
-        progress.update({k: learner[k] for k in ("step", "totalSteps", "policyVersion", "phase", "lastCheckpoint", "metrics")
-                         if k in learner})
+    learner = observed.learner or {}
+    progress.update({k: learner[k] for k in ("step", "totalSteps", "policyVersion", "phase", "lastCheckpoint", "metrics")
+                     if k in learner})
+    return progress
+
+
+def _replicas(observed: Observed, previous: dict[str, Any]) -> dict[str, Any]:
     replicas: dict[str, Any] = {role: {"desired": d, "ready": r} for role, (d, r) in observed.replicas.items()}
     # The status is written as a merge patch: a role that is gone (the solver once it shares the
     # proposer's pool) is removed with a null, or its last counts would stay.
-    replicas |= {role: None for role in previous.get("replicas") or {} if role not in replicas}
-    return {"observedGeneration": g, "phase": phase.value, "conditions": conditions,
-            "replicas": replicas,
-            "ready": f"{ready_roles}/{len(observed.replicas)}", "progress": progress}
+    return replicas | {role: None for role in previous.get("replicas") or {} if role not in replicas}

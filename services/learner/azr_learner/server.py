@@ -74,21 +74,18 @@ def _hold_until_terminated() -> None:
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
+    """Every rank loads the policy; rank 0 drives the loop and serves the Learner service, the
+    others follow its calls (`Policy.follow`)."""
     from azr.spec import SpecError
-    from azr_learner.learner import Endpoints, Learner
+    from azr_learner.checkpoint import latest_checkpoint
     from azr_learner.policy import Policy, world
     from azr_learner.settings import LearnerSettings
     from azr_models.resolve import resolve_model
 
     rank, _ = world()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s learner[{rank}] %(levelname)s %(name)s: %(message)s")
-    if rank != 0 and args.status_address:
-        # A follower serves no Learner service; it answers health on the status port, so that
-        # a pod of every rank passes the same probes as rank 0.
-        follower_health = health.HealthServicer()
-        follower_health.set("", health_pb2.HealthCheckResponse.SERVING)
-        follower_status = rpc.status_server(args.status_address, follower_health)
-        follower_status.start()
+    # A follower's status server lives as long as this call (a collected grpc.Server stops).
+    follower_status = _serve_follower_health(args.status_address) if rank != 0 and args.status_address else None
     try:
         settings = LearnerSettings.from_cli_args(args)
         tls = rpc.TLS.from_env()
@@ -98,20 +95,36 @@ def serve_from_args(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"azr serve learner: --{exc}", file=sys.stderr)
         return 2
-    run, run_dir = settings.run, settings.run_dir
-    from azr_learner.checkpoint import latest_checkpoint
-
-    checkpoint = latest_checkpoint(run_dir)
-    model = resolve_model(settings.model)
-    policy = Policy(model, run.spec.training, load_from=str(checkpoint / "model") if checkpoint else None)
+    checkpoint = latest_checkpoint(settings.run_dir)
+    policy = Policy(resolve_model(settings.model), settings.run.spec.training,
+                    load_from=str(checkpoint / "model") if checkpoint else None)
     if rank != 0:
         policy.follow()
         if args.hold_when_done:
             _hold_until_terminated()
+        if follower_status:
+            follower_status.stop(grace=None)
         return 0
+    return _drive(settings, policy, args, tls)
 
-    learner = Learner(run, run_dir, Endpoints(list(settings.proposers), list(settings.solvers), settings.executor), policy,
-                      settings.steps)
+
+def _serve_follower_health(address: str):
+    """A follower serves no Learner service; it answers health on the status port, so that a
+    pod of every rank passes the same probes as rank 0."""
+    follower_health = health.HealthServicer()
+    follower_health.set("", health_pb2.HealthCheckResponse.SERVING)
+    server = rpc.status_server(address, follower_health)
+    server.start()
+    return server
+
+
+def _drive(settings, policy, args: argparse.Namespace, tls) -> int:
+    """Rank 0: the loop, with its Learner service (and the read-only one on the status port)."""
+    from azr_learner.learner import Endpoints, Learner
+
+    run = settings.run
+    learner = Learner(run, settings.run_dir, Endpoints(list(settings.proposers), list(settings.solvers), settings.executor),
+                      policy, settings.steps)
     server, port, health_servicer = build_server(learner, args.address, tls)
     status = (rpc.status_server(args.status_address, health_servicer, [(ReadOnlyLearnerService(learner), SERVICE)])
               if args.status_address else None)
