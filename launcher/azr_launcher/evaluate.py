@@ -84,8 +84,11 @@ def humaneval_program(problem: dict, completion: str) -> str:
     from azr.parsing import fenced_blocks, parse_response
 
     blocks = [body for lang, body in fenced_blocks(completion) if lang in ("python", "py", "")]
-    tagged = parse_response(completion, fallback=False)
-    code = blocks[-1] if blocks else tagged.answer if tagged.tagged else completion
+    if blocks:
+        code = blocks[-1]
+    else:
+        tagged = parse_response(completion, fallback=False)
+        code = tagged.answer if tagged.tagged else completion
     if f"def {problem['entry_point']}" not in code:
         code = problem["prompt"] + code
     return code

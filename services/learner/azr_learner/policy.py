@@ -242,21 +242,24 @@ class Policy:
 
     # -- forward ---------------------------------------------------------------------------------
 
-    def _forward(self, row: Packed, model=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p and entropy of the response tokens of one packed row (under the policy, or `model`)."""
-        model = model if model is not None else self.module
+    def _logits(self, row: Packed, model) -> torch.Tensor:
+        """[1, N, vocab]: only where a response token is predicted (the prompt's would cost vocab x T memory)."""
         with packed(row.lengths):
             hidden = model.model(input_ids=row.input_ids.to(self.device), position_ids=row.position_ids.to(self.device),
                                  use_cache=False).last_hidden_state
-        # Logits only where a response token is predicted: the prompt's would cost vocab x T memory.
-        logits = model.lm_head(hidden[0, row.predict_at.to(self.device)])
-        return self._token_log_probs(logits.unsqueeze(0), row.targets.to(self.device).unsqueeze(0))
+        return model.lm_head(hidden[0, row.predict_at.to(self.device)]).unsqueeze(0)
+
+    def _forward(self, row: Packed) -> tuple[torch.Tensor, torch.Tensor]:
+        """log p and entropy of the response tokens of one packed row."""
+        return self._token_log_probs(self._logits(row, self.module), row.targets.to(self.device).unsqueeze(0))
 
     def _reference_log_probs(self, row: Packed) -> torch.Tensor | None:
+        """log p under the frozen reference, without the entropy the policy's forward also computes."""
         if self.reference is None:
             return None
         with torch.no_grad():
-            return self._forward(row, self.reference)[0].float()
+            log_probs = torch.log_softmax(self._logits(row, self.reference).float(), dim=-1)
+            return log_probs.gather(-1, row.targets.to(self.device)[None, :, None]).squeeze(-1)
 
     @torch.no_grad()
     def log_probs(self, samples: Sequence[Sample]) -> list[list[float]]:
