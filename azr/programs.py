@@ -54,8 +54,6 @@ _SUSPICIOUS = FORBIDDEN_NAMES | FORBIDDEN_MODULES  # any name that may need a cl
 # Opcodes, by name so that the analysis follows the interpreter's version.
 _OP = dis.opmap
 _IMPORT_NAME, _IMPORT_FROM = _OP["IMPORT_NAME"], _OP["IMPORT_FROM"]
-# `from m import *`: its own opcode up to 3.11, an intrinsic call (INTRINSIC_IMPORT_STAR) since 3.12.
-_IMPORT_STAR, _CALL_INTRINSIC_1, _INTRINSIC_IMPORT_STAR = _OP.get("IMPORT_STAR"), _OP.get("CALL_INTRINSIC_1"), 2
 _LOAD_BUILD_CLASS, _MATCH_CLASS, _EXTENDED_ARG = _OP["LOAD_BUILD_CLASS"], _OP.get("MATCH_CLASS"), _OP["EXTENDED_ARG"]
 _ATTRIBUTE_OPS = {_OP[n] for n in ("LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR") if n in _OP}
 _ATTRIBUTE_STORES = frozenset({_OP["STORE_ATTR"], _OP["DELETE_ATTR"]})
@@ -159,21 +157,12 @@ def _code_objects(code: CodeType):
         stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
 
 
-def _imports_star(wordcode: bytes) -> bool:
-    if _IMPORT_STAR is not None:
-        return _IMPORT_STAR in wordcode[::2]
-    return any(wordcode[i] == _CALL_INTRINSIC_1 and wordcode[i + 1] == _INTRINSIC_IMPORT_STAR
-               for i in range(0, len(wordcode), 2))
-
-
 def _forbidden_code(code: CodeType) -> ProgramCheck | None:
     opcodes = code.co_code[::2]  # wordcode: every even byte is an opcode
     if _LOAD_BUILD_CLASS in opcodes:
         return ProgramCheck.reject(ErrorKind.NOT_SINGLE_FUNCTION, "class definitions are not allowed")
     if _MATCH_CLASS is not None and _MATCH_CLASS in opcodes:
         return ProgramCheck.reject(ErrorKind.FORBIDDEN, "class patterns in match statements are not allowed")
-    if _imports_star(code.co_code):
-        return ProgramCheck.reject(ErrorKind.FORBIDDEN, "forbidden import: from ... import *")
     names = code.co_names
     if not _SUSPICIOUS.intersection(names) and not any(n.startswith("_") or "." in n for n in names) \
             and not _ATTRIBUTE_STORES.intersection(opcodes):
@@ -185,16 +174,20 @@ def _forbidden_code(code: CodeType) -> ProgramCheck | None:
             if _forbidden_module(name):
                 return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden import: {name}")
         elif op == _IMPORT_FROM:
-            if _forbidden_module(f"{module}.{name}") or name in FORBIDDEN_NAMES or _dunder(name):
+            # `from typing import sys`: an allowed module's attribute may be a forbidden module
+            if _forbidden_module(f"{module}.{name}") or name in FORBIDDEN_MODULES or name in FORBIDDEN_NAMES \
+                    or _dunder(name):
                 return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden import: from {module} import {name}")
         elif op in _ATTRIBUTE_STORES:
             # With no classes of its own, a program could only change a module's, a library
             # class's or a shared object's attributes: state the next job would inherit.
             return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"assigning or deleting attributes is not allowed ({name})")
         elif op in _ATTRIBUTE_OPS:
-            if _dunder(name) or name in FORBIDDEN_NAMES or _private(name):
+            if _dunder(name) or name in FORBIDDEN_NAMES or name in FORBIDDEN_MODULES or _private(name):
                 return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden attribute: {name}")
-        elif name in FORBIDDEN_NAMES or _dunder(name):
+        elif name in FORBIDDEN_NAMES or name in FORBIDDEN_MODULES or _dunder(name):
+            # a global named after a forbidden module may hold it: `from m import *` binds every
+            # public name of an allowed m, and for an m without __all__ that includes its imports
             return ProgramCheck.reject(ErrorKind.FORBIDDEN, f"forbidden name: {name}")
     return None
 

