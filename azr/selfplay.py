@@ -21,6 +21,7 @@ from azr.advantages import trr_advantages
 from azr.buffers import TaskBuffers, rng_state_from_json, rng_state_to_json
 from azr.metrics import Phase, StepOutcomes, clip
 from azr.parsing import ProposalError, parse_proposal, parse_response, proposal_text, solver_answer
+from azr.programs import ErrorKind
 from azr.prompts import Prompt, propose_prompt, solve_prompt
 from azr.rewards import proposer_reward, solve_rate, solver_reward
 from azr.spec import MethodSpec
@@ -62,14 +63,28 @@ class Generator(Protocol):
 
 
 @dataclass(frozen=True)
+class ValidationJob:
+    """A proposed program and the inputs to run it on (docs/method.md, part 4)."""
+
+    program: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Validation:
+    """Whether a proposal is a valid task; its outputs, one per input, when it is."""
+
     valid: bool
     outputs: tuple[str, ...] = ()
-    error: str = ""
+    error_kind: ErrorKind = ErrorKind.NONE
+    error_message: str = ""
 
 
 @dataclass(frozen=True)
 class CheckJob:
+    """A solver's answer to one task: the program and gold output for deduction and
+    abduction, the hidden pairs for induction."""
+
     task_type: TaskType
     answer: str
     program: str = ""
@@ -78,13 +93,23 @@ class CheckJob:
     hidden_outputs: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """Whether an answer is correct, and why not."""
+
+    correct: bool
+    error_kind: ErrorKind = ErrorKind.NONE
+    error_message: str = ""
+
+
 class Executor(Protocol):
-    def validate(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
-        """(program, inputs) -> its outputs, if it is a valid task."""
+    """The sandbox's two questions, answered in order: the executor service's engine, or its
+    gRPC client."""
+
+    def validate(self, jobs: Sequence[ValidationJob]) -> list[Validation]:
         ...
 
-    def check(self, jobs: Sequence[CheckJob]) -> list[bool]:
-        """Whether each answer is correct."""
+    def check(self, jobs: Sequence[CheckJob]) -> list[Verdict]:
         ...
 
 
@@ -213,11 +238,11 @@ class SelfPlay:
             parsed.append((verdict.well_formatted, proposal, program))
         with self._phase(Phase.VALIDATE):
             todo = [(k, program, proposal.inputs) for k, (_, proposal, program) in enumerate(parsed) if proposal]
-            results = self.executor.validate([(program, inputs) for _, program, inputs in todo]) if todo else []
+            results = self.executor.validate([ValidationJob(program, tuple(inputs)) for _, program, inputs in todo]) if todo else []
         tasks: list[Task | None] = [None] * count
         for (k, program, inputs), result in zip(todo, results):
             if not result.valid:
-                reasons[k] = f"validation: {result.error or 'not a valid task'}"
+                reasons[k] = f"validation: {result.error_message or 'not a valid task'}"
                 continue
             proposal = parsed[k][1]
             assert proposal is not None
@@ -266,9 +291,9 @@ class SelfPlay:
             verdicts.append(row)
             all_answers.append(answers)
         with self._phase(Phase.CHECK):
-            correct = self.executor.check(jobs) if jobs else []
-        for (i, k), ok in zip(owners, correct):
-            verdicts[i][k][1].correct = ok
+            checked = self.executor.check(jobs) if jobs else []
+        for (i, k), verdict in zip(owners, checked):
+            verdicts[i][k][1].correct = verdict.correct
         if phase is Phase.SOLVE:
             for task, row, answers in zip(tasks, verdicts, all_answers):
                 (response, graded), answer = row[0], answers[0]

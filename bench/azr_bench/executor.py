@@ -48,10 +48,11 @@ def reference_throughput(items: list[tuple[str, str]], workers: int, timeout: fl
 
 
 def ours_throughput(items: list[tuple[str, str]], mode: str, workers: int, timeout: float, batch: int) -> tuple[float, int]:
-    from azr_executor.engine import Executor, Limits, ValidateItem
+    from azr.selfplay import ValidationJob
+    from azr_executor.engine import Executor, Limits
     from azr_executor.pool import SandboxPool
 
-    validate_items = [ValidateItem(str(n), p, [i]) for n, (p, i) in enumerate(items)]
+    validate_items = [ValidationJob(p, (i,)) for p, i in items]
     with SandboxPool(mode, workers=workers) as pool:
         executor = Executor(pool, Limits(timeout_seconds=timeout))
         executor.validate(validate_items[: workers * 4])  # warm the workers

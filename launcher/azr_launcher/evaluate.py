@@ -198,13 +198,13 @@ class _Replay:
 
 
 def _humaneval(source, executor, limit: int | None, replies: list[dict]) -> float:
+    from azr.selfplay import CheckJob
     from azr.tasks import TaskType
-    from azr_executor.engine import CheckItem
 
     items = humaneval_items(limit)
     completions = source.texts("humaneval", None, [c.task_id for _, c in items], [humaneval_prompt(p) for p, _ in items])
-    checks = [CheckItem(c.task_id, TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=list(c.inputs),
-                        hidden_outputs=list(c.expected)) for (p, c), text in zip(items, completions)]
+    checks = [CheckJob(TaskType.INDUCTION, humaneval_program(p, text), hidden_inputs=c.inputs, hidden_outputs=c.expected)
+              for (p, c), text in zip(items, completions)]
     results = executor.check(checks)
     replies += [_reply("humaneval", c.task_id, text, r) for (_, c), text, r in zip(items, completions, results)]
     passed = sum(r.correct for r in results)
@@ -217,8 +217,8 @@ def _code_reasoning(source, executor, path: str, records: list[dict], method, re
     """Each program as a deduction and an abduction task, prompted, parsed and graded as in training."""
     from azr.parsing import parse_response, solver_answer
     from azr.prompts import solve_prompt
+    from azr.selfplay import CheckJob
     from azr.tasks import TaskType, Triplet
-    from azr_executor.engine import CheckItem
 
     results = {}
     tasks = [Triplet(r["code"], r["input"], r["output"]) for r in records]
@@ -226,10 +226,10 @@ def _code_reasoning(source, executor, path: str, records: list[dict], method, re
         completions = source.texts(path, task_type.value, list(range(len(tasks))),
                                    [solve_prompt(t, task_type, method.format_examples) for t in tasks])
         checks = []
-        for k, (t, text) in enumerate(zip(tasks, completions)):
+        for t, text in zip(tasks, completions):
             answer = parse_response(text, fallback=method.answer_fallback).answer
             answer = solver_answer(answer, task_type) if answer else ""
-            checks.append(CheckItem(str(k), task_type, answer or "None", t.program, t.output))
+            checks.append(CheckJob(task_type, answer or "None", t.program, t.output))
         graded = executor.check(checks)
         replies += [_reply(path, k, text, r, task_type.value) for k, (text, r) in enumerate(zip(completions, graded))]
         results[f"{task_type.value}_acc"] = sum(r.correct for r in graded) / len(tasks)

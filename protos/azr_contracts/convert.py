@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from azr.programs import ErrorKind
 from azr.prompts import Message, Prompt
-from azr.selfplay import CheckJob, Sampling
+from azr.selfplay import CheckJob, Sampling, Validation, ValidationJob, Verdict
 from azr.tasks import TaskType
 from azr_contracts.v1 import common_pb2, executor_pb2, generator_pb2
 
@@ -57,10 +57,25 @@ def sampling_to_proto(sampling: Sampling) -> generator_pb2.SamplingParams:
                                         skip_logprobs=not sampling.logprobs)
 
 
-def validate_request(items: Sequence[tuple[str, Sequence[str]]], first_id: int = 0) -> executor_pb2.ValidateRequest:
-    """(program, inputs) pairs, numbered from `first_id`."""
-    return executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(id=str(first_id + k), program=program, inputs=list(inputs))
-                                               for k, (program, inputs) in enumerate(items)])
+# -- the executor: jobs travel as items with ids (the client numbers them), verdicts in order --
+
+def validate_request(jobs: Sequence[ValidationJob], first_id: int = 0) -> executor_pb2.ValidateRequest:
+    return executor_pb2.ValidateRequest(items=[executor_pb2.ValidateItem(id=str(first_id + k), program=j.program,
+                                                                         inputs=list(j.inputs)) for k, j in enumerate(jobs)])
+
+
+def validation_job_from_proto(item: executor_pb2.ValidateItem) -> ValidationJob:
+    return ValidationJob(item.program, tuple(item.inputs))
+
+
+def validate_response(ids: Sequence[str], validations: Sequence[Validation]) -> executor_pb2.ValidateResponse:
+    return executor_pb2.ValidateResponse(results=[
+        executor_pb2.ValidateResult(id=i, valid=v.valid, outputs=list(v.outputs), error_kind=error_kind_to_proto(v.error_kind),
+                                    error_message=v.error_message) for i, v in zip(ids, validations, strict=True)])
+
+
+def validations_from_proto(response: executor_pb2.ValidateResponse) -> list[Validation]:
+    return [Validation(r.valid, tuple(r.outputs), error_kind_from_proto(r.error_kind), r.error_message) for r in response.results]
 
 
 def check_request(jobs: Sequence[CheckJob], first_id: int = 0) -> executor_pb2.CheckRequest:
@@ -68,3 +83,18 @@ def check_request(jobs: Sequence[CheckJob], first_id: int = 0) -> executor_pb2.C
         executor_pb2.CheckItem(id=str(first_id + k), task_type=task_type_to_proto(j.task_type), program=j.program,
                                gold_output=j.gold_output, answer=j.answer, hidden_inputs=list(j.hidden_inputs),
                                hidden_outputs=list(j.hidden_outputs)) for k, j in enumerate(jobs)])
+
+
+def check_job_from_proto(item: executor_pb2.CheckItem, task_type: TaskType) -> CheckJob:
+    """`task_type`: the item's, already read (and refused when unknown) by the caller."""
+    return CheckJob(task_type, item.answer, item.program, item.gold_output, tuple(item.hidden_inputs), tuple(item.hidden_outputs))
+
+
+def check_response(ids: Sequence[str], verdicts: Sequence[Verdict]) -> executor_pb2.CheckResponse:
+    return executor_pb2.CheckResponse(results=[
+        executor_pb2.CheckResult(id=i, correct=v.correct, error_kind=error_kind_to_proto(v.error_kind), error_message=v.error_message)
+        for i, v in zip(ids, verdicts, strict=True)])
+
+
+def verdicts_from_proto(response: executor_pb2.CheckResponse) -> list[Verdict]:
+    return [Verdict(r.correct, error_kind_from_proto(r.error_kind), r.error_message) for r in response.results]

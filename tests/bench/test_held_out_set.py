@@ -3,8 +3,9 @@ every expected output is what its program returns on its input (run in the sandb
 
 from pathlib import Path
 
+from azr.selfplay import CheckJob
 from azr.tasks import TaskType
-from azr_executor.engine import CheckItem, Executor, Limits
+from azr_executor.engine import Executor, Limits
 from azr_launcher.evaluate import _read_code_reasoning
 
 HELD_OUT = Path(__file__).resolve().parents[2] / "bench" / "data" / "code-reasoning.jsonl"
@@ -15,12 +16,12 @@ def test_every_record_reads_and_its_output_is_what_the_program_returns(process_p
     assert len(records) == 151 and len({r["id"] for r in records}) == 151
     assert all("def f(" in r["code"] for r in records)
     # An abduction answer is run: f(answer) must give the expected output.
-    checks = [CheckItem(r["id"], TaskType.ABDUCTION, r["input"], r["code"], r["output"]) for r in records]
+    checks = [CheckJob(TaskType.ABDUCTION, r["input"], r["code"], r["output"]) for r in records]
     results = Executor(process_pool, Limits(timeout_seconds=10.0)).check(checks)
-    wrong = [(r.id, r.error_kind, r.error_message) for r in results if not r.correct]
+    wrong = [(record["id"], r.error_kind, r.error_message) for record, r in zip(records, results) if not r.correct]
     assert not wrong, wrong[:5]
     # ...and a wrong output is caught.
     first = records[0]
     [result] = Executor(process_pool, Limits(timeout_seconds=10.0)).check(
-        [CheckItem("x", TaskType.ABDUCTION, first["input"], first["code"], repr("not " + first["output"]))])
+        [CheckJob(TaskType.ABDUCTION, first["input"], first["code"], repr("not " + first["output"]))])
     assert not result.correct

@@ -4,7 +4,7 @@ import pytest
 
 from azr.programs import ErrorKind
 from azr.prompts import solve_prompt
-from azr.selfplay import CheckJob, Sampling
+from azr.selfplay import CheckJob, Sampling, Validation, ValidationJob, Verdict
 from azr.tasks import TaskType, Triplet
 from azr_contracts import convert
 from azr_contracts.v1 import common_pb2
@@ -41,13 +41,30 @@ def test_sampling_says_whether_it_is_seeded(seed):
 
 
 def test_requests_number_their_items_from_the_first_id():
-    validate = convert.validate_request([("def f(x):\n    return x", ["1", "2"])], first_id=5)
+    validate = convert.validate_request([ValidationJob("def f(x):\n    return x", ("1", "2"))], first_id=5)
     assert [(i.id, list(i.inputs)) for i in validate.items] == [("5", ["1", "2"])]
     job = CheckJob(TaskType.INDUCTION, "def f(x):\n    return x", hidden_inputs=("1",), hidden_outputs=("1",))
     check = convert.check_request([CheckJob(TaskType.DEDUCTION, "2", "def f(x):\n    return x + 1", "2"), job], first_id=3)
     assert [i.id for i in check.items] == ["3", "4"]
     assert check.items[0].task_type == common_pb2.TASK_TYPE_DEDUCTION and check.items[0].gold_output == "2"
     assert list(check.items[1].hidden_inputs) == ["1"] and check.items[1].task_type == common_pb2.TASK_TYPE_INDUCTION
+
+
+def test_jobs_and_their_results_round_trip_with_the_ids_beside_them():
+    jobs = [ValidationJob("def f(x):\n    return x", ("1", "[2]"))]
+    assert [convert.validation_job_from_proto(i) for i in convert.validate_request(jobs).items] == jobs
+    checks = [CheckJob(TaskType.ABDUCTION, "3", "def f(x):\n    return x", "3"),
+              CheckJob(TaskType.INDUCTION, "def f(x):\n    return x", hidden_inputs=("1",), hidden_outputs=("1",))]
+    items = convert.check_request(checks).items
+    assert [convert.check_job_from_proto(i, convert.task_type_from_proto(i.task_type)) for i in items] == checks
+    validations = [Validation(True, ("1", "[2]")), Validation(False, error_kind=ErrorKind.TIMEOUT, error_message="input 0: slow")]
+    response = convert.validate_response(["a", "b"], validations)
+    assert [r.id for r in response.results] == ["a", "b"] and convert.validations_from_proto(response) == validations
+    verdicts = [Verdict(True), Verdict(False, ErrorKind.WRONG_ANSWER, "got 2")]
+    response = convert.check_response(["c", "d"], verdicts)
+    assert [r.id for r in response.results] == ["c", "d"] and convert.verdicts_from_proto(response) == verdicts
+    with pytest.raises(ValueError):
+        convert.check_response(["c"], verdicts)  # an id for every verdict
 
 
 def test_a_model_without_a_chat_template_gets_the_core_prompts_plain_text():

@@ -13,8 +13,9 @@ import pytest
 
 from azr.literals import parse_arguments, parse_literal, strict_equal
 from azr.metrics import json_safe
+from azr.programs import ErrorKind
 from azr.rewards import FORMAT_ERROR, INVALID_PROPOSAL, SOLVER_CORRECT, SOLVER_WRONG
-from azr.selfplay import Generation, SelfPlay, assign_advantages, drop_stale
+from azr.selfplay import Generation, SelfPlay, Validation, Verdict, assign_advantages, drop_stale
 from azr.spec import MethodSpec
 from azr.tasks import GROUPS, IDENTITY_TRIPLET, Role, TaskType
 
@@ -77,16 +78,15 @@ class LiteralExecutor:
         except Exception:  # the real executor's verdict: invalid, or wrong
             return fail
 
-    def validate(self, items):
-        self.validated += len(items)
+    def validate(self, jobs):
+        self.validated += len(jobs)
         results = []
-        from azr.selfplay import Validation
-
-        for program, inputs in items:
+        for job in jobs:
             failed = object()
-            outputs = [self._run(program, i, failed) for i in inputs] if program in PROGRAMS else [failed]
+            outputs = [self._run(job.program, i, failed) for i in job.inputs] if job.program in PROGRAMS else [failed]
             ok = all(o is not failed for o in outputs)
-            results.append(Validation(ok, tuple(map(repr, outputs)) if ok else (), "" if ok else "raised"))
+            results.append(Validation(ok, tuple(map(repr, outputs))) if ok else
+                           Validation(False, error_kind=ErrorKind.RUNTIME, error_message="raised"))
         return results
 
     def check(self, jobs):
@@ -101,7 +101,7 @@ class LiteralExecutor:
                     strict_equal(PROGRAMS[j.answer.strip()](*parse_arguments(i)), parse_literal(o))
                     for i, o in zip(j.hidden_inputs, j.hidden_outputs))
                 out.append(ok)
-        return out
+        return [Verdict(ok) if ok else Verdict(False, ErrorKind.WRONG_ANSWER) for ok in out]
 
 
 METHOD = MethodSpec(proposals_per_type=3, references=2, monte_carlo_samples=4, seed_tasks=2, seed_max_rounds=2,

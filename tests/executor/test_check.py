@@ -3,14 +3,14 @@
 import pytest
 
 from azr.programs import ErrorKind
+from azr.selfplay import CheckJob
 from azr.tasks import TaskType
-from azr_executor.engine import CheckItem
 
 PROGRAM = "def f(a, b):\n    return (a + b, a * b)"
 
 
 def _check(executor, **kw):
-    return executor.check([CheckItem("x", **kw)])[0]
+    return executor.check([CheckJob(**kw)])[0]
 
 
 @pytest.mark.parametrize("answer, correct, kind", [
@@ -72,11 +72,10 @@ def test_induction_answers_are_validated_like_proposals(executor):
 
 
 def test_mixed_batch_keeps_order(executor):
-    items = [CheckItem(str(n), TaskType.ABDUCTION, f"[{n}]", "def f(xs):\n    return xs[0] * 2", str(2 * n))
-             for n in range(30)]
-    items[5] = CheckItem("5", TaskType.DEDUCTION, "1", gold_output="2")
+    items = [CheckJob(TaskType.ABDUCTION, f"[{n}]", "def f(xs):\n    return xs[0] * 2", str(2 * n)) for n in range(30)]
+    items[5] = CheckJob(TaskType.DEDUCTION, "1", gold_output="2")
     results = executor.check(items)
-    assert [r.id for r in results] == [str(n) for n in range(30)]
+    assert len(results) == 30
     assert [r.correct for r in results] == [n != 5 for n in range(30)]
 
 
@@ -105,7 +104,7 @@ def test_identical_runs_are_made_once(process_pool):
     recording = _Recording(process_pool)
     executor = Executor(recording, Limits(timeout_seconds=0.5))
     answers = ["3"] * 6 + ["1"] * 2 + ["[1]"]  # 3 loops; 1 is the gold; [1] fails in f
-    items = [CheckItem(str(k), TaskType.ABDUCTION, a, program=LOOPS, gold_output="1") for k, a in enumerate(answers)]
+    items = [CheckJob(TaskType.ABDUCTION, a, program=LOOPS, gold_output="1") for a in answers]
     results = executor.check(items)
     assert recording.submitted == 3
     assert [r.error_kind for r in results] == [ErrorKind.TIMEOUT] * 6 + [ErrorKind.NONE] * 2 + [ErrorKind.RUNTIME]
@@ -119,8 +118,8 @@ def test_a_failed_answer_cancels_its_other_runs(process_pool):
     recording = _Recording(process_pool)
     executor = Executor(recording, Limits(timeout_seconds=0.5))
     inputs = [str(k) for k in (2, 4, 6, 8, 10, 12, 14, 16)]
-    looping = CheckItem("loops", TaskType.INDUCTION, LOOPS, hidden_inputs=inputs, hidden_outputs=inputs)
-    correct = CheckItem("ok", TaskType.INDUCTION, "def f(x):\n    return x", hidden_inputs=inputs, hidden_outputs=inputs)
+    looping = CheckJob(TaskType.INDUCTION, LOOPS, hidden_inputs=tuple(inputs), hidden_outputs=tuple(inputs))
+    correct = CheckJob(TaskType.INDUCTION, "def f(x):\n    return x", hidden_inputs=tuple(inputs), hidden_outputs=tuple(inputs))
     bad, good = executor.check([looping, correct])
     assert not bad.correct and bad.error_kind is ErrorKind.TIMEOUT and "wall-clock" in bad.error_message
     assert good.correct

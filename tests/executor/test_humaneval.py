@@ -5,8 +5,8 @@ import pytest
 
 from azr.literals import parse_literal
 from azr.programs import ErrorKind
+from azr.selfplay import CheckJob, ValidationJob
 from azr.tasks import TaskType
-from azr_executor.engine import CheckItem, ValidateItem
 from azr_launcher.humaneval import load_cases
 
 
@@ -18,10 +18,9 @@ def cases():
 
 
 def test_canonical_solutions_give_the_expected_results(executor, cases):
-    results = executor.validate([ValidateItem(c.task_id, c.program, list(c.inputs)) for c in cases])
+    results = executor.validate([ValidationJob(c.program, c.inputs) for c in cases])
     wrong = []
     for case, result in zip(cases, results):
-        assert result.id == case.task_id
         if not result.valid:
             wrong.append((case.task_id, result.error_kind.value, result.error_message))
             continue
@@ -33,11 +32,10 @@ def test_canonical_solutions_give_the_expected_results(executor, cases):
 
 
 def test_canonical_solutions_pass_as_induction_answers(executor, cases):
-    items = [CheckItem(c.task_id, TaskType.INDUCTION, c.program, hidden_inputs=list(c.inputs),
-                       hidden_outputs=list(c.expected)) for c in cases]
+    items = [CheckJob(TaskType.INDUCTION, c.program, hidden_inputs=c.inputs, hidden_outputs=c.expected) for c in cases]
     results = executor.check(items)
     # Strict typing may reject a few cases where the test relied on 1 == 1.0 or 1 == True.
-    failed = [(r.id, r.error_kind.value, r.error_message) for r in results if not r.correct]
+    failed = [(c.task_id, r.error_kind.value, r.error_message) for c, r in zip(cases, results) if not r.correct]
     assert all(kind == ErrorKind.WRONG_ANSWER.value for _, kind, _ in failed), failed
     assert len(failed) <= 5, failed
 
@@ -45,6 +43,5 @@ def test_canonical_solutions_pass_as_induction_answers(executor, cases):
 def test_a_wrong_solution_fails(executor, cases):
     case = next(c for c in cases if c.task_id == "HumanEval/0")
     broken = case.program.replace("return True", "return False")
-    result = executor.check([CheckItem("broken", TaskType.INDUCTION, broken, hidden_inputs=list(case.inputs),
-                                       hidden_outputs=list(case.expected))])[0]
+    result = executor.check([CheckJob(TaskType.INDUCTION, broken, hidden_inputs=case.inputs, hidden_outputs=case.expected)])[0]
     assert not result.correct and result.error_kind is ErrorKind.WRONG_ANSWER

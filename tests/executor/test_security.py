@@ -15,8 +15,9 @@ import pytest
 
 from azr.literals import parse_arguments
 from azr.programs import ErrorKind
+from azr.selfplay import CheckJob, ValidationJob
 from azr.tasks import TaskType
-from azr_executor.engine import CheckItem, Executor, Limits, ValidateItem
+from azr_executor.engine import Executor, Limits
 from azr_executor.pool import SandboxPool, make_job
 from tests.conftest import FAST_TIMEOUT_SECONDS
 
@@ -109,18 +110,18 @@ def listener():
 
 
 def _assert_still_correct(executor):
-    results = executor.validate([ValidateItem(str(n), "def f(x):\n    return [len(x), sorted(set(x))]", ["[3, 1, 3]"])
+    results = executor.validate([ValidationJob("def f(x):\n    return [len(x), sorted(set(x))]", ("[3, 1, 3]",))
                                  for n in range(4)])
-    assert all(r.valid and r.outputs == ["[3, [1, 3]]"] for r in results), results
+    assert all(r.valid and r.outputs == ("[3, [1, 3]]",) for r in results), results
 
 
 @pytest.mark.parametrize("name", sorted(CORPUS))
 def test_normal_path_contains_and_reports(executor, name, listener):
     body, kind = CORPUS[name]
     port = listener[0]
-    result = executor.validate([ValidateItem(name, _program(body), [str(port)])])[0]
+    result = executor.validate([ValidationJob(_program(body), (str(port),))])[0]
     assert not result.valid and result.error_kind is kind, result
-    answer = executor.check([CheckItem(name, TaskType.INDUCTION, _program(body), hidden_inputs=[str(port)], hidden_outputs=["1"])])[0]
+    answer = executor.check([CheckJob(TaskType.INDUCTION, _program(body), hidden_inputs=(str(port),), hidden_outputs=("1",))])[0]
     assert not answer.correct
     _assert_still_correct(executor)
 

@@ -3,14 +3,15 @@
 import pytest
 
 from azr.programs import ErrorKind
-from azr_executor.engine import Executor, Limits, ValidateItem
+from azr.selfplay import ValidationJob
+from azr_executor.engine import Executor, Limits
 from tests.conftest import FAST_TIMEOUT_SECONDS
 
 FAST_LIMITS = Limits(timeout_seconds=FAST_TIMEOUT_SECONDS)
 
 
 def _one(executor, program, *inputs):
-    return executor.validate([ValidateItem("x", program, list(inputs))])[0]
+    return executor.validate([ValidationJob(program, inputs)])[0]
 
 
 @pytest.fixture(scope="module")
@@ -20,17 +21,17 @@ def both(pool):
 
 def test_valid_program_gets_its_output_in_both_modes(both):
     r = _one(both, "def f(xs, k):\n    return sorted(xs)[-k:]", "[5, 1, 4], 2")
-    assert r.valid and r.outputs == ["[4, 5]"] and r.error_kind is ErrorKind.NONE
+    assert r.valid and r.outputs == ("[4, 5]",) and r.error_kind is ErrorKind.NONE
 
 
 def test_entry_function_is_renamed(executor):
-    assert _one(executor, "def double(x):\n    return x * 2", "21").outputs == ["42"]
+    assert _one(executor, "def double(x):\n    return x * 2", "21").outputs == ("42",)
 
 
 def test_ten_inputs_for_induction_all_must_run(executor):
     program = "def f(x):\n    return 10 // x"
     ok = _one(executor, program, *[str(i) for i in range(1, 11)])
-    assert ok.valid and ok.outputs == [repr(10 // i) for i in range(1, 11)]
+    assert ok.valid and ok.outputs == tuple(repr(10 // i) for i in range(1, 11))
     bad = _one(executor, program, *[str(i) for i in range(10)])  # 10 // 0
     assert not bad.valid and bad.error_kind is ErrorKind.RUNTIME and "ZeroDivisionError" in bad.error_message
 
@@ -79,7 +80,7 @@ def test_output_cap_rejects_rather_than_truncates(executor):
     at_cap = _one(executor, "def f(x):\n    return 'a' * x", "398")  # repr adds two quotes: 400
     assert at_cap.valid and len(at_cap.outputs[0]) == 400
     over = _one(executor, "def f(x):\n    return 'a' * x", "399")
-    assert not over.valid and over.outputs == []
+    assert not over.valid and over.outputs == ()
 
 
 def test_static_rejections_never_reach_the_sandbox(executor):
@@ -97,18 +98,18 @@ def test_inputs_must_be_literal_arguments(executor, input_text):
         assert r.error_kind is ErrorKind.BAD_INPUT
 
 
-def test_results_keep_their_item_order_and_ids(executor):
-    items = [ValidateItem(str(n), f"def f(x):\n    return x + {n}", ["1"]) for n in range(40)]
-    items.insert(7, ValidateItem("bad", "def f(x):\n    return x +", ["1"]))
+def test_results_keep_their_item_order(executor):
+    items = [ValidationJob(f"def f(x):\n    return x + {n}", ("1",)) for n in range(40)]
+    items.insert(7, ValidationJob("def f(x):\n    return x +", ("1",)))
     results = executor.validate(items)
-    assert [r.id for r in results] == [i.id for i in items]
-    assert [r.outputs for r in results if r.id != "bad"] == [[str(1 + n)] for n in range(40)]
+    assert len(results) == 41 and results[7].error_kind is ErrorKind.SYNTAX
+    assert [r.outputs for r in results[:7] + results[8:]] == [(str(1 + n),) for n in range(40)]
 
 
 def test_module_level_state_does_not_leak_between_jobs(executor):
     counter = "seen = []\ndef f(x):\n    seen.append(x)\n    return len(seen)"
     for _ in range(5):
-        assert _one(executor, counter, "1").outputs == ["1"]
+        assert _one(executor, counter, "1").outputs == ("1",)
 
 
 def test_results_from_the_sandbox_are_normalised():

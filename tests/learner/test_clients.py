@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from azr.selfplay import ValidationJob
 from azr_learner.clients import ExecutorClient
 from tests.services import free_port
 
@@ -28,12 +29,12 @@ def test_a_batch_in_flight_when_the_executor_dies_completes_once(tmp_path, caplo
     first = serve_executor(port, log)
     client = ExecutorClient(f"127.0.0.1:{port}", timeout=120, retry_seconds=120)
     sizes = [20_000_000 + k for k in range(4)]
-    items = [(SLOW, [str(n)]) for n in sizes] + [("def f(x):\n    return x[::-1]", ["'abc'"])]
+    items = [ValidationJob(SLOW, (str(n),)) for n in sizes] + [ValidationJob("def f(x):\n    return x[::-1]", ("'abc'",))]
     expected = [str(n // 7 * 21 + sum(range(n % 7))) for n in sizes] + ["'cba'"]
     results: list = []
     call = threading.Thread(target=lambda: results.extend(client.validate(items)))
     try:
-        assert client.validate([("def f(x):\n    return x", ["1"])])[0].valid  # up, and the client connected
+        assert client.validate([ValidationJob("def f(x):\n    return x", ("1",))])[0].valid  # up, and the client connected
         call.start()
         time.sleep(1.5)  # the batch is running in the sandbox: each item loops for seconds
         assert call.is_alive(), "the batch finished before the kill: make the programs slower"

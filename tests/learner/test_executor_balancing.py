@@ -8,6 +8,7 @@ from concurrent import futures
 
 import grpc
 
+from azr.selfplay import ValidationJob
 from azr_contracts.v1 import executor_pb2, executor_pb2_grpc
 from azr_learner import clients
 from azr_learner.clients import ExecutorClient
@@ -39,8 +40,8 @@ def test_chunks_are_spread_over_every_replica_in_order(monkeypatch):
         servers.append(server)
     client = ExecutorClient(f"ipv4:127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}", timeout=30, retry_seconds=30)
     try:
-        client.validate([("def f(x):\n    return x", ["0"])])  # both subchannels connect
-        results = client.validate([("def f(x):\n    return x", [str(k)]) for k in range(64)])
+        client.validate([ValidationJob("def f(x):\n    return x", ("0",))])  # both subchannels connect
+        results = client.validate([ValidationJob("def f(x):\n    return x", (str(k),)) for k in range(64)])
     finally:
         client.close()
         for server in servers:

@@ -80,14 +80,16 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 
 def _validate_items(records: Iterable[tuple[int, dict[str, Any]]]):
-    from azr_executor.engine import ValidateItem
+    """(id, job) per line."""
+    from azr.selfplay import ValidationJob
 
-    return [ValidateItem(str(r.get("id", n)), _require(n, r, "program"), [_require(n, r, "input")]) for n, r in records]
+    return [(str(r.get("id", n)), ValidationJob(_require(n, r, "program"), (_require(n, r, "input"),))) for n, r in records]
 
 
 def _check_items(records: Iterable[tuple[int, dict[str, Any]]]):
+    """(id, job) per line."""
+    from azr.selfplay import CheckJob
     from azr.tasks import TaskType
-    from azr_executor.engine import CheckItem
 
     items = []
     for n, r in records:
@@ -101,10 +103,11 @@ def _check_items(records: Iterable[tuple[int, dict[str, Any]]]):
             hidden_out = _require(n, r, "hidden_outputs", list)
             if len(hidden_in) != len(hidden_out) or not all(isinstance(x, str) for x in hidden_in + hidden_out):
                 raise InputError(f"line {n}: hidden_inputs and hidden_outputs must be lists of strings of equal length")
-            items.append(CheckItem(str(r.get("id", n)), task_type, answer, hidden_inputs=hidden_in, hidden_outputs=hidden_out))
+            job = CheckJob(task_type, answer, hidden_inputs=tuple(hidden_in), hidden_outputs=tuple(hidden_out))
         else:
             program = _require(n, r, "program") if task_type is TaskType.ABDUCTION else str(r.get("program", ""))
-            items.append(CheckItem(str(r.get("id", n)), task_type, answer, program, _require(n, r, "gold_output")))
+            job = CheckJob(task_type, answer, program, _require(n, r, "gold_output"))
+        items.append((str(r.get("id", n)), job))
     return items
 
 
@@ -132,13 +135,14 @@ def run_exec(args: argparse.Namespace) -> int:
     with pool:
         executor = Executor(pool, limits)
         for chunk in _chunks(items, CHUNK):
+            ids, jobs = [i for i, _ in chunk], [j for _, j in chunk]
             if args.action == "validate":
-                for r in executor.validate(chunk):
-                    out.write(json.dumps({"id": r.id, "valid": r.valid, "output": r.outputs[0] if r.outputs else None,
+                for i, r in zip(ids, executor.validate(jobs)):
+                    out.write(json.dumps({"id": i, "valid": r.valid, "output": r.outputs[0] if r.outputs else None,
                                           "error_kind": None if r.valid else r.error_kind.value}) + "\n")
             else:
-                for r in executor.check(chunk):
-                    out.write(json.dumps({"id": r.id, "correct": r.correct,
+                for i, r in zip(ids, executor.check(jobs)):
+                    out.write(json.dumps({"id": i, "correct": r.correct,
                                           "error_kind": None if r.correct else r.error_kind.value}) + "\n")
             out.flush()
     return 0

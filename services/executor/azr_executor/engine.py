@@ -10,53 +10,20 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from azr.literals import LiteralError, parse_arguments, parse_literal, strict_equal
 from azr.programs import EntryFunctionRule, ErrorKind, check_program
+from azr.selfplay import CheckJob, Validation, ValidationJob, Verdict
 from azr.tasks import TaskType
 from azr_executor.pool import SandboxPool, make_job
 
 LANES = (0, 1)
 STREAM_JOBS = 32  # jobs are handed to the sandbox in chunks this size while later items are still being checked
-
-
-@dataclass
-class ValidateItem:
-    id: str
-    program: str
-    inputs: list[str]
-
-
-@dataclass
-class ValidateResult:
-    id: str
-    valid: bool
-    outputs: list[str] = field(default_factory=list)
-    error_kind: ErrorKind = ErrorKind.NONE
-    error_message: str = ""
-
-
-@dataclass
-class CheckItem:
-    id: str
-    task_type: TaskType
-    answer: str
-    program: str = ""
-    gold_output: str = ""
-    hidden_inputs: list[str] = field(default_factory=list)
-    hidden_outputs: list[str] = field(default_factory=list)
-
-
-@dataclass
-class CheckResult:
-    id: str
-    correct: bool
-    error_kind: ErrorKind = ErrorKind.NONE
-    error_message: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,133 +133,135 @@ class Executor:
 
     # -- validation of proposals -----------------------------------------------------------------
 
-    def validate(self, items: list[ValidateItem], deadline: float | None = None) -> list[ValidateResult]:
+    def validate(self, jobs: Sequence[ValidationJob], deadline: float | None = None) -> list[Validation]:
         """Every input runs twice, in workers of different lanes (different hash seeds). What
         has not finished at `deadline` (time.monotonic()) counts as timed out."""
-        results: list[ValidateResult | None] = [None] * len(items)
+        results: list[Validation | None] = [None] * len(jobs)
         runs = _Runs(self.pool, self.limits)
-        for n, item in enumerate(items):
-            checked = check_program(item.program, self.limits.entry_rule)
+        for n, job in enumerate(jobs):
+            checked = check_program(job.program, self.limits.entry_rule)
             if not checked.ok:
-                results[n] = ValidateResult(item.id, False, error_kind=checked.error_kind, error_message=checked.message)
+                results[n] = Validation(False, error_kind=checked.error_kind, error_message=checked.message)
                 continue
-            if not item.inputs:
-                results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.BAD_INPUT, error_message="no input")
+            if not job.inputs:
+                results[n] = Validation(False, error_kind=ErrorKind.BAD_INPUT, error_message="no input")
                 continue
             try:
-                arguments = [parse_arguments(text) for text in item.inputs]
+                arguments = [parse_arguments(text) for text in job.inputs]
                 code = checked.compile()
             except LiteralError as exc:
-                results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.BAD_INPUT, error_message=str(exc))
+                results[n] = Validation(False, error_kind=ErrorKind.BAD_INPUT, error_message=str(exc))
                 continue
             except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:  # e.g. too many nested blocks
-                results[n] = ValidateResult(item.id, False, error_kind=ErrorKind.SYNTAX, error_message=str(exc))
+                results[n] = Validation(False, error_kind=ErrorKind.SYNTAX, error_message=str(exc))
                 continue
             for args in arguments:
                 for lane in LANES:
-                    runs.add(n, item.program, code, args, lane)
+                    runs.add(n, job.program, code, args, lane)
         outcomes = runs.results(deadline)
         for n, run_ids in runs.of_item.items():
             done = [outcomes[r] for r in run_ids]
-            results[n] = self._verdict(items[n].id, list(zip(done[0::2], done[1::2])))
+            results[n] = self._validation(list(zip(done[0::2], done[1::2])))
         return [r for r in results if r is not None]
 
-    def _verdict(self, item_id: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> ValidateResult:
+    def _validation(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> Validation:
         outputs = []
         moot = None  # a cancelled run says only that another run failed: report that one
         for k, (first, second) in enumerate(pairs):
             failed = sorted((run for run in (first, second) if _failed(run)), key=lambda run: bool(run.get("cancelled")))
             if failed:
                 if not failed[0].get("cancelled"):
-                    return ValidateResult(item_id, False, error_kind=_error_kind(failed[0]),
-                                          error_message=f"input {k}: {failed[0].get('message', '')}")
+                    return Validation(False, error_kind=_error_kind(failed[0]),
+                                      error_message=f"input {k}: {failed[0].get('message', '')}")
                 moot = moot or (k, failed[0])
                 continue
             if len(first["output"]) > self.limits.output_max_chars:
-                return ValidateResult(item_id, False, error_kind=ErrorKind.OUTPUT_TOO_LONG,
-                                      error_message=f"input {k}: output repr longer than {self.limits.output_max_chars}")
+                return Validation(False, error_kind=ErrorKind.OUTPUT_TOO_LONG,
+                                  error_message=f"input {k}: output repr longer than {self.limits.output_max_chars}")
             try:
                 a = parse_literal(first["output"])
                 # The same text is the same value; different text (set or dict order) is compared as values.
                 b = a if second["output"] == first["output"] else parse_literal(second["output"])
             except LiteralError as exc:
-                return ValidateResult(item_id, False, error_kind=ErrorKind.BAD_OUTPUT_TYPE, error_message=str(exc))
+                return Validation(False, error_kind=ErrorKind.BAD_OUTPUT_TYPE, error_message=str(exc))
             if not strict_equal(a, b):
-                return ValidateResult(item_id, False, error_kind=ErrorKind.NONDETERMINISTIC,
-                                      error_message=f"input {k}: two runs returned {first['output'][:80]} and {second['output'][:80]}")
+                return Validation(False, error_kind=ErrorKind.NONDETERMINISTIC,
+                                  error_message=f"input {k}: two runs returned {first['output'][:80]} and {second['output'][:80]}")
             outputs.append(first["output"])
         if moot is not None:
             k, run = moot
-            return ValidateResult(item_id, False, error_kind=_error_kind(run), error_message=f"input {k}: {run.get('message', '')}")
-        return ValidateResult(item_id, True, outputs=outputs)
+            return Validation(False, error_kind=_error_kind(run), error_message=f"input {k}: {run.get('message', '')}")
+        return Validation(True, outputs=tuple(outputs))
 
     # -- checking of answers ---------------------------------------------------------------------
 
-    def check(self, items: list[CheckItem], deadline: float | None = None) -> list[CheckResult]:
+    def check(self, jobs: Sequence[CheckJob], deadline: float | None = None) -> list[Verdict]:
         """What has not finished at `deadline` (time.monotonic()) counts as timed out."""
-        results: list[CheckResult | None] = [None] * len(items)
+        results: list[Verdict | None] = [None] * len(jobs)
         runs = _Runs(self.pool, self.limits)
         golds: dict[int, list[Any]] = {}  # per item: the gold value of each of its runs
         compiled: dict[tuple[str, str], Any] = {}  # the n answers to one task share its program
-        for n, item in enumerate(items):
+        for n, job in enumerate(jobs):
             try:
-                planned = self._plan_check(item, compiled)
-            except _Verdict as verdict:
-                results[n] = CheckResult(item.id, verdict.correct, verdict.kind, verdict.message)
+                planned = self._plan_check(job, compiled)
+            except _Decided as decided:
+                results[n] = decided.verdict
                 continue
             for program, code, args, gold in planned:
                 runs.add(n, program, code, args)
                 golds.setdefault(n, []).append(gold)
         outcomes = runs.results(deadline)
         for n, run_ids in runs.of_item.items():
-            results[n] = self._check_verdict(items[n].id, [outcomes[r] for r in run_ids], golds[n])
+            results[n] = self._check_verdict([outcomes[r] for r in run_ids], golds[n])
         return [r for r in results if r is not None]
 
     @staticmethod
-    def _check_verdict(item_id: str, done: list[dict[str, Any]], golds: list[Any]) -> CheckResult:
+    def _check_verdict(done: list[dict[str, Any]], golds: list[Any]) -> Verdict:
         moot = None
         for run, gold in zip(done, golds):
             if _failed(run):
                 if not run.get("cancelled"):
-                    return CheckResult(item_id, False, _error_kind(run), run.get("message", ""))
-                moot = moot or CheckResult(item_id, False, _error_kind(run), run.get("message", ""))
+                    return Verdict(False, _error_kind(run), run.get("message", ""))
+                moot = moot or Verdict(False, _error_kind(run), run.get("message", ""))
                 continue
             try:
                 value = parse_literal(run["output"])
             except LiteralError as exc:
-                return CheckResult(item_id, False, ErrorKind.BAD_OUTPUT_TYPE, str(exc))
+                return Verdict(False, ErrorKind.BAD_OUTPUT_TYPE, str(exc))
             if not strict_equal(value, gold):
-                return CheckResult(item_id, False, ErrorKind.WRONG_ANSWER, f"got {run['output'][:80]}")
-        return moot or CheckResult(item_id, True)
+                return Verdict(False, ErrorKind.WRONG_ANSWER, f"got {run['output'][:80]}")
+        return moot or Verdict(True)
 
-    def _plan_check(self, item: CheckItem, compiled: dict[tuple[str, str], Any]) -> list[tuple[str, Any, tuple, Any]]:
-        """The sandbox runs an item needs as (program, code, args, gold value); raises _Verdict
+    def _plan_check(self, job: CheckJob, compiled: dict[tuple[str, str], Any]) -> list[tuple[str, Any, tuple, Any]]:
+        """The sandbox runs an item needs as (program, code, args, gold value); raises _Decided
         when the verdict is known without running anything."""
-        if item.task_type is TaskType.DEDUCTION:
-            gold, predicted = _gold(item.gold_output), _answer(parse_literal, item.answer)
+        if job.task_type is TaskType.DEDUCTION:
+            gold, predicted = _gold(job.gold_output), _answer(parse_literal, job.answer)
             if strict_equal(predicted, gold):
-                raise _Verdict(True, ErrorKind.NONE, "")
-            raise _Verdict(False, ErrorKind.WRONG_ANSWER, "predicted output differs from the gold output")
-        if item.task_type is TaskType.ABDUCTION:
-            gold, args = _gold(item.gold_output), _answer(parse_arguments, item.answer)
-            code = _compiled_once(compiled, item.program, self.limits, "the task's program: ")
-            return [(item.program, code, args, gold)]
-        code = _compiled_once(compiled, item.answer, self.limits)
-        if not item.hidden_inputs or len(item.hidden_inputs) != len(item.hidden_outputs):
-            raise _Verdict(False, ErrorKind.BAD_INPUT, "induction needs as many hidden outputs as hidden inputs")
+                raise _Decided(True, ErrorKind.NONE, "")
+            raise _Decided(False, ErrorKind.WRONG_ANSWER, "predicted output differs from the gold output")
+        if job.task_type is TaskType.ABDUCTION:
+            gold, args = _gold(job.gold_output), _answer(parse_arguments, job.answer)
+            code = _compiled_once(compiled, job.program, self.limits, "the task's program: ")
+            return [(job.program, code, args, gold)]
+        code = _compiled_once(compiled, job.answer, self.limits)
+        if not job.hidden_inputs or len(job.hidden_inputs) != len(job.hidden_outputs):
+            raise _Decided(False, ErrorKind.BAD_INPUT, "induction needs as many hidden outputs as hidden inputs")
         planned = []
-        for text, gold in zip(item.hidden_inputs, item.hidden_outputs):
+        for text, gold in zip(job.hidden_inputs, job.hidden_outputs):
             try:
-                planned.append((item.answer, code, parse_arguments(text), _gold(gold)))
+                planned.append((job.answer, code, parse_arguments(text), _gold(gold)))
             except LiteralError as exc:
-                raise _Verdict(False, ErrorKind.BAD_INPUT, f"hidden input: {exc}") from None
+                raise _Decided(False, ErrorKind.BAD_INPUT, f"hidden input: {exc}") from None
         return planned
 
 
-class _Verdict(Exception):
+class _Decided(Exception):
+    """The verdict is known without running anything."""
+
     def __init__(self, correct: bool, kind: ErrorKind, message: str):
         super().__init__(message)
-        self.correct, self.kind, self.message = correct, kind, message
+        self.verdict = Verdict(correct, kind, message)
 
 
 def _compiled_once(cache: dict[tuple[str, str], Any], program: str, limits: Limits, context: str = "") -> Any:
@@ -300,9 +269,9 @@ def _compiled_once(cache: dict[tuple[str, str], Any], program: str, limits: Limi
     if key not in cache:
         try:
             cache[key] = _compiled(program, limits, context)
-        except _Verdict as verdict:
-            cache[key] = verdict
-    if isinstance(cache[key], _Verdict):
+        except _Decided as decided:
+            cache[key] = decided
+    if isinstance(cache[key], _Decided):
         raise cache[key]
     return cache[key]
 
@@ -310,22 +279,22 @@ def _compiled_once(cache: dict[tuple[str, str], Any], program: str, limits: Limi
 def _compiled(program: str, limits: Limits, context: str = "") -> Any:
     checked = check_program(program, limits.entry_rule)
     if not checked.ok:
-        raise _Verdict(False, checked.error_kind, context + checked.message)
+        raise _Decided(False, checked.error_kind, context + checked.message)
     try:
         return checked.compile()
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise _Verdict(False, ErrorKind.SYNTAX, f"{context}{exc}") from None
+        raise _Decided(False, ErrorKind.SYNTAX, f"{context}{exc}") from None
 
 
 def _answer(parse, text: str) -> Any:
     try:
         return parse(text)
     except LiteralError as exc:
-        raise _Verdict(False, ErrorKind.BAD_ANSWER, str(exc)) from None
+        raise _Decided(False, ErrorKind.BAD_ANSWER, str(exc)) from None
 
 
 def _gold(text: str) -> Any:
     try:
         return parse_literal(text)
     except LiteralError as exc:
-        raise _Verdict(False, ErrorKind.BAD_INPUT, f"gold output: {exc}") from None
+        raise _Decided(False, ErrorKind.BAD_INPUT, f"gold output: {exc}") from None

@@ -20,10 +20,11 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 import azr_rpc as rpc
+from azr.selfplay import CheckJob, ValidationJob
 from azr.tasks import TaskType
 from azr_contracts import convert
 from azr_contracts.v1 import executor_pb2, executor_pb2_grpc
-from azr_executor.engine import CheckItem, Executor, ValidateItem
+from azr_executor.engine import Executor
 from azr_rpc import TLS, TLSError
 from azr_rpc.serving import serve_until_signalled
 
@@ -59,9 +60,10 @@ def _check_count(n: int) -> None:
         raise RequestError(f"items: {n} items, the limit is {MAX_ITEMS} per request")
 
 
-def parse_validate_request(request: executor_pb2.ValidateRequest) -> list[ValidateItem]:
+def parse_validate_request(request: executor_pb2.ValidateRequest) -> tuple[list[str], list[ValidationJob]]:
+    """The items' ids, and their jobs."""
     _check_count(len(request.items))
-    items = []
+    jobs = []
     for n, item in enumerate(request.items):
         _check_text(f"items[{n}].id", item.id, MAX_ID_CHARS)
         _check_text(f"items[{n}].program", item.program)
@@ -69,13 +71,14 @@ def parse_validate_request(request: executor_pb2.ValidateRequest) -> list[Valida
             raise RequestError(f"items[{n}].inputs: between 1 and {MAX_INPUTS} inputs are required, got {len(item.inputs)}")
         for k, text in enumerate(item.inputs):
             _check_text(f"items[{n}].inputs[{k}]", text)
-        items.append(ValidateItem(item.id, item.program, list(item.inputs)))
-    return items
+        jobs.append(convert.validation_job_from_proto(item))
+    return [item.id for item in request.items], jobs
 
 
-def parse_check_request(request: executor_pb2.CheckRequest) -> list[CheckItem]:
+def parse_check_request(request: executor_pb2.CheckRequest) -> tuple[list[str], list[CheckJob]]:
+    """The items' ids, and their jobs."""
     _check_count(len(request.items))
-    items = []
+    jobs = []
     for n, item in enumerate(request.items):
         where = f"items[{n}]"
         _check_text(f"{where}.id", item.id, MAX_ID_CHARS)
@@ -94,9 +97,8 @@ def parse_check_request(request: executor_pb2.CheckRequest) -> list[CheckItem]:
                 raise RequestError(f"{where}.gold_output: required for {task_type.value}")
             if task_type is TaskType.ABDUCTION and not item.program:
                 raise RequestError(f"{where}.program: required for abduction")
-        items.append(CheckItem(item.id, task_type, item.answer, item.program, item.gold_output,
-                               list(item.hidden_inputs), list(item.hidden_outputs)))
-    return items
+        jobs.append(convert.check_job_from_proto(item, task_type))
+    return [item.id for item in request.items], jobs
 
 
 class ExecutorService(executor_pb2_grpc.ExecutorServicer):
@@ -120,10 +122,10 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
         remaining = context.time_remaining()
         return None if remaining is None else time.monotonic() + remaining - min(DEADLINE_MARGIN_SECONDS, 0.2 * remaining)
 
-    def _handle(self, rpc: str, parse, run, request, context: grpc.ServicerContext) -> list:
+    def _handle(self, rpc: str, parse, run, request, context: grpc.ServicerContext) -> tuple[list[str], list]:
         """Shared by every RPC: validate the request, take a slot or refuse, run within the deadline."""
         try:
-            items = parse(request)
+            ids, jobs = parse(request)
         except RequestError as exc:
             REJECTED.labels(rpc, "INVALID_ARGUMENT").inc()
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -132,30 +134,22 @@ class ExecutorService(executor_pb2_grpc.ExecutorServicer):
             self.inflight += 1
         try:
             with LATENCY.labels(rpc).time():
-                results = run(items, self._deadline(context))
+                results = run(jobs, self._deadline(context))
         finally:
             with self._count_lock:
                 self.inflight -= 1
             self._slots.release()
         for r in results:
             ITEMS.labels(rpc, r.error_kind.value).inc()
-        return results
+        return ids, results
 
     def Validate(self, request, context):
-        results = self._handle("Validate", parse_validate_request, self.executor.validate, request, context)
-        response = executor_pb2.ValidateResponse()
-        for r in results:
-            response.results.add(id=r.id, valid=r.valid, outputs=r.outputs,
-                                 error_kind=convert.error_kind_to_proto(r.error_kind), error_message=r.error_message)
-        return response
+        ids, validations = self._handle("Validate", parse_validate_request, self.executor.validate, request, context)
+        return convert.validate_response(ids, validations)
 
     def Check(self, request, context):
-        results = self._handle("Check", parse_check_request, self.executor.check, request, context)
-        response = executor_pb2.CheckResponse()
-        for r in results:
-            response.results.add(id=r.id, correct=r.correct, error_kind=convert.error_kind_to_proto(r.error_kind),
-                                 error_message=r.error_message)
-        return response
+        ids, verdicts = self._handle("Check", parse_check_request, self.executor.check, request, context)
+        return convert.check_response(ids, verdicts)
 
 
 def build_server(executor: Executor, address: str, max_inflight_batches: int, tls: TLS | None = None

@@ -18,7 +18,7 @@ import grpc
 
 import azr_rpc as rpc
 from azr.prompts import Prompt
-from azr.selfplay import CheckJob, Generation, Sampling, Validation
+from azr.selfplay import CheckJob, Generation, Sampling, Validation, ValidationJob, Verdict
 from azr_contracts import convert
 from azr_contracts.v1 import executor_pb2_grpc, generator_pb2, generator_pb2_grpc
 
@@ -98,17 +98,15 @@ class ExecutorClient(_Client):
         chunks = [(start, items[start:start + EXECUTOR_BATCH]) for start in range(0, len(items), EXECUTOR_BATCH)]
         return [r for part in self.pool.map(lambda c: call(*c), chunks) for r in part]
 
-    def validate(self, items: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
-        def call(start: int, chunk: Sequence[tuple[str, Sequence[str]]]) -> list[Validation]:
-            response = self._call(self.stub.Validate, convert.validate_request(chunk, start))
-            return [Validation(r.valid, tuple(r.outputs), r.error_message) for r in response.results]
+    def validate(self, jobs: Sequence[ValidationJob]) -> list[Validation]:
+        def call(start: int, chunk: Sequence[ValidationJob]) -> list[Validation]:
+            return convert.validations_from_proto(self._call(self.stub.Validate, convert.validate_request(chunk, start)))
 
-        return self._chunked(items, call)
+        return self._chunked(jobs, call)
 
-    def check(self, jobs: Sequence[CheckJob]) -> list[bool]:
-        def call(start: int, chunk: Sequence[CheckJob]) -> list[bool]:
-            response = self._call(self.stub.Check, convert.check_request(chunk, start))
-            return [r.correct for r in response.results]
+    def check(self, jobs: Sequence[CheckJob]) -> list[Verdict]:
+        def call(start: int, chunk: Sequence[CheckJob]) -> list[Verdict]:
+            return convert.verdicts_from_proto(self._call(self.stub.Check, convert.check_request(chunk, start)))
 
         return self._chunked(jobs, call)
 
