@@ -76,51 +76,12 @@ def expected_answers(stub, programs: list[tuple[str, str]], deadline: float) -> 
 
 def run_load(address: str, programs: list[tuple[str, str]], expected: dict[str, tuple], clients: int, seconds: float,
              batch: int, deadline: float) -> LoadResult:
-    import grpc
-
-    import azr_rpc as rpc
-    from azr_contracts.v1 import executor_pb2_grpc
-
     result = LoadResult(clients)
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
     def client(seed: int) -> None:
-        rng = random.Random(seed)
-        channel = rpc.channel(address)
-        stub = executor_pb2_grpc.ExecutorStub(channel)
-        try:
-            while time.monotonic() < stop_at:
-                request = _request(programs, rng.randrange(len(programs)), batch)
-                first_try, backoff = time.perf_counter(), 0.02
-                while True:
-                    sent = time.perf_counter()
-                    try:
-                        response = stub.Validate(request, timeout=deadline)
-                    except grpc.RpcError as exc:
-                        code = exc.code().name
-                        with lock:
-                            if code == "RESOURCE_EXHAUSTED":
-                                result.refused += 1
-                            else:
-                                result.errors[code] = result.errors.get(code, 0) + 1
-                        if code != "RESOURCE_EXHAUSTED" or time.monotonic() > stop_at:
-                            break
-                        time.sleep(backoff * (0.5 + rng.random()))  # jittered, so refused clients spread out
-                        backoff = min(backoff * 2, 1.0)
-                        continue
-                    done = time.perf_counter()
-                    wrong = sum((r.valid, tuple(r.outputs), r.error_kind) != expected[r.id] for r in response.results)
-                    wrong += abs(len(response.results) - len(request.items))
-                    with lock:
-                        result.requests += 1
-                        result.items += len(response.results)
-                        result.wrong += wrong
-                        result.call_ms.append((done - sent) * 1000)
-                        result.batch_ms.append((done - first_try) * 1000)
-                    break
-        finally:
-            channel.close()
+        _LoadClient(address, random.Random(seed), result, lock).run(programs, expected, batch, deadline, stop_at)
 
     threads = [threading.Thread(target=client, args=(k,), name=f"load-client-{k}") for k in range(clients)]
     start = time.monotonic()
@@ -130,6 +91,56 @@ def run_load(address: str, programs: list[tuple[str, str]], expected: dict[str, 
         t.join()
     result.seconds = time.monotonic() - start
     return result
+
+
+class _LoadClient:
+    """One client thread: Validate batches until the end of the run, backing off when refused."""
+
+    def __init__(self, address: str, rng: random.Random, result: LoadResult, lock: threading.Lock):
+        self.address, self.rng, self.result, self.lock = address, rng, result, lock
+
+    def run(self, programs, expected: dict[str, tuple], batch: int, deadline: float, stop_at: float) -> None:
+        import azr_rpc as rpc
+        from azr_contracts.v1 import executor_pb2_grpc
+
+        channel = rpc.channel(self.address)
+        stub = executor_pb2_grpc.ExecutorStub(channel)
+        try:
+            while time.monotonic() < stop_at:
+                request = _request(programs, self.rng.randrange(len(programs)), batch)
+                self._send(stub, request, expected, deadline, stop_at)
+        finally:
+            channel.close()
+
+    def _send(self, stub, request, expected: dict[str, tuple], deadline: float, stop_at: float) -> None:
+        import grpc
+
+        first_try, backoff = time.perf_counter(), 0.02
+        while True:
+            sent = time.perf_counter()
+            try:
+                response = stub.Validate(request, timeout=deadline)
+                break
+            except grpc.RpcError as exc:
+                code = exc.code().name
+                with self.lock:
+                    if code == "RESOURCE_EXHAUSTED":
+                        self.result.refused += 1
+                    else:
+                        self.result.errors[code] = self.result.errors.get(code, 0) + 1
+                if code != "RESOURCE_EXHAUSTED" or time.monotonic() > stop_at:
+                    return
+                time.sleep(backoff * (0.5 + self.rng.random()))  # jittered, so refused clients spread out
+                backoff = min(backoff * 2, 1.0)
+        done = time.perf_counter()
+        wrong = sum((r.valid, tuple(r.outputs), r.error_kind) != expected[r.id] for r in response.results)
+        wrong += abs(len(response.results) - len(request.items))
+        with self.lock:
+            self.result.requests += 1
+            self.result.items += len(response.results)
+            self.result.wrong += wrong
+            self.result.call_ms.append((done - sent) * 1000)
+            self.result.batch_ms.append((done - first_try) * 1000)
 
 
 class ExecutorProcess:

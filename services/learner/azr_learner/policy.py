@@ -160,6 +160,40 @@ def _compile(model, mode: str):
 COMPILE_MODES = ("layers", "pointwise", "0")
 
 
+def deepspeed_config(training: TrainingSpec, world: int, precision: DType) -> dict:
+    stage = training.zero_stage
+    return {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": world,
+        "managed_gradient_accumulation": False,  # one step() per mini-batch; micro-batches vary in number
+        "gradient_clipping": 0.0 if stage == 0 else training.grad_clip,  # stage 0 clips in _ClippingAdamW
+        "zero_optimization": {"stage": stage},
+        "bf16": {"enabled": precision is DType.BFLOAT16},
+        "fp16": {"enabled": precision is DType.FLOAT16},
+        "steps_per_print": 2**31 - 1,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _optimizer(model, training: TrainingSpec) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    adam = {"lr": training.learning_rate, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+            "fused": torch.cuda.is_available()}  # one kernel per step on GPUs
+    if training.zero_stage == 0:
+        return _ClippingAdamW(params, training.grad_clip, **adam)
+    return torch.optim.AdamW(params, **adam)
+
+
+def _frozen(model_path: str, dtype: torch.dtype, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, attn_implementation=packed_attention())
+    model.config.use_cache = False
+    model.requires_grad_(False)
+    return model.to(device).eval()
+
+
 # --- the policy ------------------------------------------------------------------------------------------
 
 class Policy:
@@ -183,37 +217,15 @@ class Policy:
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"AZR_LEARNER_COMPILE={compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
         self._token_log_probs = _compile(model, compile_mode)
-        stage = training.zero_stage
         precision = training.precision.resolved(on_gpu=torch.cuda.is_available())
         if precision is DType.BFLOAT16 and not torch.cuda.is_available():
             log.warning("bfloat16 training on CPU is slow here; consider training.precision: float32")
-        params = [p for p in model.parameters() if p.requires_grad]
-        adam = {"lr": training.learning_rate, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-                "fused": torch.cuda.is_available()}  # one kernel per step on GPUs
-        optimizer = _ClippingAdamW(params, training.grad_clip, **adam) if stage == 0 else torch.optim.AdamW(params, **adam)
-        config = {
-            "train_micro_batch_size_per_gpu": 1,
-            "gradient_accumulation_steps": 1,
-            "train_batch_size": self.world,
-            "managed_gradient_accumulation": False,  # one step() per mini-batch; micro-batches vary in number
-            "gradient_clipping": 0.0 if stage == 0 else training.grad_clip,
-            "zero_optimization": {"stage": stage},
-            "bf16": {"enabled": precision is DType.BFLOAT16},
-            "fp16": {"enabled": precision is DType.FLOAT16},
-            "steps_per_print": 2**31 - 1,
-            "wall_clock_breakdown": False,
-        }
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=_optimizer(model, training),
+                                                                 config=deepspeed_config(training, self.world, precision))
         self.compute_dtype = TORCH_DTYPES.get(precision, torch.float32)
         # The KL penalty's reference: the model the run started from (never a resumed checkpoint),
         # frozen, in the precision the policy computes in.
-        self.reference = None
-        if training.kl_coeff > 0:
-            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=self.compute_dtype,
-                                                                  attn_implementation=packed_attention())
-            self.reference.config.use_cache = False
-            self.reference.requires_grad_(False)
-            self.reference.to(self.device).eval()
+        self.reference = _frozen(model_path, self.compute_dtype, self.device) if training.kl_coeff > 0 else None
 
     @property
     def module(self):
