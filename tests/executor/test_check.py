@@ -50,6 +50,16 @@ def test_abduction_bad_answers(executor, answer, kind):
     assert not r.correct and r.error_kind is kind
 
 
+def test_answer_checks_call_f_twice_too(executor):
+    """An induction answer whose first call on every hidden input is right, and an abduction
+    task program that keeps state, are caught by the second call (issue 19)."""
+    counting = "def f(x, seen=[]):\n    seen.append(x)\n    return x * 2 if len(seen) == 1 else 0"
+    r = _check(executor, task_type=TaskType.INDUCTION, answer=counting, hidden_inputs=("1", "2"), hidden_outputs=("2", "4"))
+    assert not r.correct and r.error_kind is ErrorKind.NONDETERMINISTIC and "keeps state across calls" in r.error_message
+    r = _check(executor, task_type=TaskType.ABDUCTION, program=counting, gold_output="2", answer="1")
+    assert not r.correct and r.error_kind is ErrorKind.NONDETERMINISTIC
+
+
 HIDDEN_IN = ["1", "2", "3", "10", "-4"]
 HIDDEN_OUT = ["2", "4", "6", "20", "-8"]
 

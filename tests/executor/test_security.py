@@ -126,6 +126,23 @@ def test_normal_path_contains_and_reports(executor, name, listener):
     _assert_still_correct(executor)
 
 
+# What each program's first call returns on 1: right, as an answer, if f were called only once.
+FIRST_CALL = {"mutable_default": "1", "global_counter": "1", "functools_cached_result": "[1]", "itertools_count": "0"}
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_CALL))
+def test_state_carried_across_calls_is_rejected_as_a_task_and_as_an_answer(executor, name):
+    """Right on the first call, different on the second (issue 19): no valid task, no correct answer."""
+    from tests.executor.test_validate import CARRIED_STATE
+
+    program = CARRIED_STATE[name]
+    result = executor.validate([ValidationJob(program, ("1",))])[0]
+    assert not result.valid and result.error_kind is ErrorKind.NONDETERMINISTIC, result
+    answer = executor.check([CheckJob(TaskType.INDUCTION, program, hidden_inputs=("1",), hidden_outputs=(FIRST_CALL[name],))])[0]
+    assert not answer.correct and answer.error_kind is ErrorKind.NONDETERMINISTIC, answer
+    _assert_still_correct(executor)
+
+
 @pytest.mark.parametrize("mode", ["gvisor", "process"])
 @pytest.mark.parametrize("name", sorted(RAW_KIND))
 def test_sandbox_alone_contains_the_program(request, mode, name, listener):

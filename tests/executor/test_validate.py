@@ -1,5 +1,7 @@
 """Validation of proposals (docs/method.md, part 4), through the real sandbox."""
 
+from dataclasses import replace
+
 import pytest
 
 from azr.programs import ErrorKind
@@ -108,8 +110,49 @@ def test_results_keep_their_item_order(executor):
 
 def test_module_level_state_does_not_leak_between_jobs(executor):
     counter = "seen = []\ndef f(x):\n    seen.append(x)\n    return len(seen)"
+    once = Executor(executor.pool, replace(executor.limits, calls=1))  # one call per run: only jobs can share state
     for _ in range(5):
-        assert _one(executor, counter, "1").outputs == ("1",)
+        assert _one(once, counter, "1").outputs == ("1",)
+
+
+# State that carries from one call of f to the next, in one process (issue 19): each lane calls
+# f twice, each call on its own copy of the arguments, and every result must be the same.
+CARRIED_STATE = {
+    "mutable_default": "def f(x, acc=[]):\n    acc.append(x)\n    return len(acc)",
+    "mutable_default_returned": "def f(x, acc=[]):\n    acc.append(x)\n    return acc",
+    "global_counter": "calls = 0\ndef f(x):\n    global calls\n    calls += 1\n    return calls",
+    "module_list": "seen = []\ndef f(x):\n    seen.append(x)\n    return len(seen)",
+    "dict_cache_default": "def f(x, cache={}):\n    cache[x] = cache.get(x, 0) + 1\n    return cache[x]",
+    "functools_cached_list": "import functools\nshared = functools.lru_cache(maxsize=None)(lambda: [])\n"
+                             "def f(x):\n    shared().append(x)\n    return len(shared())",
+    "functools_cached_result": "import functools\nmemo = functools.lru_cache(maxsize=None)(lambda x: [])\n"
+                               "def f(x):\n    out = memo(x)\n    out.append(x)\n    return out",
+    "itertools_count": "import itertools\ncounter = itertools.count()\ndef f(x):\n    return next(counter)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CARRIED_STATE))
+def test_state_carried_across_calls_is_not_a_deterministic_task(executor, name):
+    r = _one(executor, CARRIED_STATE[name], "1")
+    assert not r.valid and r.error_kind is ErrorKind.NONDETERMINISTIC, r
+    assert "call 2 in one process returned" in r.error_message and "keeps state across calls" in r.error_message
+
+
+def test_a_cache_on_the_function_object_is_refused_before_it_runs(executor):
+    r = _one(executor, "def f(x):\n    f.cache = {}\n    f.cache[x] = len(f.cache)\n    return f.cache[x]", "1")
+    assert not r.valid and r.error_kind is ErrorKind.FORBIDDEN and "assigning or deleting attributes" in r.error_message
+
+
+@pytest.mark.parametrize("program, inputs, outputs", [
+    # memoisation that never changes an answer, and a function that changes its own argument
+    ("def f(n, memo={}):\n    if n not in memo:\n        memo[n] = n if n < 2 else f(n - 1) + f(n - 2)\n    return memo[n]",
+     ("20",), ("6765",)),
+    ("def f(xs):\n    xs.append(0)\n    return len(xs)", ("[1, 2]",), ("3",)),
+    ("def f(d):\n    d['k'] = d.get('k', 0) + 1\n    return d", ("{}",), ("{'k': 1}",)),
+])
+def test_what_does_not_carry_state_stays_valid(executor, program, inputs, outputs):
+    r = _one(executor, program, *inputs)
+    assert r.valid and r.outputs == outputs, r
 
 
 def test_results_from_the_sandbox_are_normalised():

@@ -5,11 +5,10 @@ import ctypes
 import json
 import os
 import sys
-import time
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import azr_rpc as rpc
 from azr_contracts.v1 import common_pb2, executor_pb2, executor_pb2_grpc
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50051"
@@ -22,19 +21,11 @@ report["root_read_only"] = "ro" in root[3].split(",")
 report["cache_writable"] = os.access("/cache", os.W_OK)
 
 channel = grpc.insecure_channel(address)
-health = health_pb2_grpc.HealthStub(channel)
-deadline = time.monotonic() + 120
-while True:
-    try:
-        report["health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
-            health.Check(health_pb2.HealthCheckRequest(service="azr.v1.Executor"), timeout=5).status)
-        if report["health"] == "SERVING":
-            break
-    except grpc.RpcError as exc:
-        report["health"] = exc.code().name
-    if time.monotonic() > deadline:
-        break
-    time.sleep(0.5)
+try:
+    rpc.wait_serving(channel, 120)
+    report["health"] = "SERVING"
+except rpc.NotServing as exc:
+    report["health"] = str(exc)
 
 stub = executor_pb2_grpc.ExecutorStub(channel)
 response = stub.Validate(executor_pb2.ValidateRequest(items=[

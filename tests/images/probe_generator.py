@@ -3,30 +3,22 @@ Generate and one bad request, printed as one JSON line."""
 
 import json
 import sys
-import time
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import azr_rpc as rpc
 from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
 
 address = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:50061"
 channel = grpc.insecure_channel(address)
-health = health_pb2_grpc.HealthStub(channel)
 report = {}
-deadline = time.monotonic() + 900
-while True:
-    try:
-        report["health"] = health_pb2.HealthCheckResponse.ServingStatus.Name(
-            health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
-        if report["health"] == "SERVING":
-            break
-    except grpc.RpcError as exc:
-        report["health"] = exc.code().name
-    if time.monotonic() > deadline:
-        print(json.dumps(report))
-        sys.exit(0)
-    time.sleep(2)
+try:
+    rpc.wait_serving(channel, 900, poll_s=2)
+    report["health"] = "SERVING"
+except rpc.NotServing as exc:
+    report["health"] = str(exc)
+    print(json.dumps(report))
+    sys.exit(0)
 
 stub = generator_pb2_grpc.GeneratorStub(channel)
 request = generator_pb2.GenerateRequest(

@@ -31,6 +31,9 @@ class Limits:
     timeout_seconds: float = 10.0
     output_max_chars: int = 400
     entry_rule: EntryFunctionRule = EntryFunctionRule.TOP_LEVEL
+    # f is called this many times in each run, in one process: state that carries across
+    # calls (a mutable default, a global counter, a cache of mutable values) changes a later result.
+    calls: int = 2
 
 
 def _error_kind(result: dict[str, Any]) -> ErrorKind:
@@ -74,7 +77,7 @@ class _Runs:
                 run = self._index[key] = len(self._users)
                 self._users.append(set())
                 job = make_job(code, args, run % 2 if lane is None else lane, self.limits.timeout_seconds,
-                               self.limits.output_max_chars)
+                               self.limits.output_max_chars, self.limits.calls)
                 self._queued.append((run, job))
             self._users[run].add(item)
             self.of_item.setdefault(item, []).append(run)
@@ -124,6 +127,19 @@ class _Runs:
 
 def _failed(run: dict[str, Any]) -> bool:
     return "error" in run or "output" not in run
+
+
+def _same_value(first: str, second: str) -> bool:
+    """The same text is the same value; different text (set or dict order) is compared as values."""
+    return first == second or strict_equal(parse_literal(first), parse_literal(second))
+
+
+def _carried_state(run: dict[str, Any]) -> str:
+    """Why the later calls of one run disagree with its first, or ''."""
+    for call, text in enumerate(run.get("again", ()), 2):
+        if not _same_value(run["output"], text):
+            return f"call {call} in one process returned {text[:80]} after {run['output'][:80]}: f keeps state across calls"
+    return ""
 
 
 class Executor:
@@ -179,14 +195,15 @@ class Executor:
                 return Validation(False, error_kind=ErrorKind.OUTPUT_TOO_LONG,
                                   error_message=f"input {k}: output repr longer than {self.limits.output_max_chars}")
             try:
-                a = parse_literal(first["output"])
-                # The same text is the same value; different text (set or dict order) is compared as values.
-                b = a if second["output"] == first["output"] else parse_literal(second["output"])
+                value = parse_literal(first["output"])  # nan, inf and non-literals fail here
+                problem = _carried_state(first) or _carried_state(second)
+                if problem:
+                    return Validation(False, error_kind=ErrorKind.NONDETERMINISTIC, error_message=f"input {k}: {problem}")
+                if second["output"] != first["output"] and not strict_equal(value, parse_literal(second["output"])):
+                    return Validation(False, error_kind=ErrorKind.NONDETERMINISTIC, error_message=(
+                        f"input {k}: two runs returned {first['output'][:80]} and {second['output'][:80]}"))
             except LiteralError as exc:
                 return Validation(False, error_kind=ErrorKind.BAD_OUTPUT_TYPE, error_message=str(exc))
-            if not strict_equal(a, b):
-                return Validation(False, error_kind=ErrorKind.NONDETERMINISTIC,
-                                  error_message=f"input {k}: two runs returned {first['output'][:80]} and {second['output'][:80]}")
             outputs.append(first["output"])
         if moot is not None:
             k, run = moot
@@ -226,8 +243,11 @@ class Executor:
                 continue
             try:
                 value = parse_literal(run["output"])
+                problem = _carried_state(run)
             except LiteralError as exc:
                 return Verdict(False, ErrorKind.BAD_OUTPUT_TYPE, str(exc))
+            if problem:
+                return Verdict(False, ErrorKind.NONDETERMINISTIC, problem)
             if not strict_equal(value, gold):
                 return Verdict(False, ErrorKind.WRONG_ANSWER, f"got {run['output'][:80]}")
         return moot or Verdict(True)

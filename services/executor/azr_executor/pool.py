@@ -252,13 +252,16 @@ MAX_MESSAGE_CHARS = 1000
 
 
 def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
-    """What the sandbox said, reduced to {id, output: str} or {id, error: known kind, message: str}.
+    """What the sandbox said, reduced to {id, output: str[, again: [str]]} or {id, error: known kind, message: str}.
 
     Frames come from untrusted territory: anything else becomes a sandbox error."""
     result: dict[str, Any] = {"id": raw["id"]}
     error, output, message = raw.get("error"), raw.get("output"), raw.get("message", "")
-    if error is None and isinstance(output, str):
+    again = raw.get("again", [])
+    if error is None and isinstance(output, str) and isinstance(again, list) and all(isinstance(a, str) for a in again):
         result["output"] = output
+        if again:
+            result["again"] = again
     elif error in RESULT_ERRORS:
         result["error"] = error
         result["message"] = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else ""
@@ -269,12 +272,15 @@ def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def make_job(code: CodeType, args: tuple, lane: int, timeout: float, max_chars: int) -> dict[str, Any]:
-    """One run of f(*args) after executing `code`, in a worker of `lane` (0 or 1).
+def make_job(code: CodeType, args: tuple, lane: int, timeout: float, max_chars: int, calls: int = 1) -> dict[str, Any]:
+    """One run of f(*args) after executing `code`, in a worker of `lane` (0 or 1): `calls`
+    calls in the same process, each on its own copy of the arguments. The result's `output`
+    is the first call's repr and `again` the later ones'.
 
     Only trusted values go in: code compiled here from a checked program, and argument
     values parsed here from literals. They cross into the sandbox with marshal."""
-    return {"code": code, "args": tuple(args), "lane": lane, "timeout": float(timeout), "max_chars": int(max_chars)}
+    return {"code": code, "args": tuple(args), "lane": lane, "timeout": float(timeout), "max_chars": int(max_chars),
+            "calls": int(calls)}
 
 
 def _read_frame(stream: Any) -> Any:

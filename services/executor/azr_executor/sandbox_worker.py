@@ -48,6 +48,7 @@ _id = id
 _list = list
 _map = map
 _BuiltinsDict = dict(builtins.__dict__)
+_dumps, _loads = marshal.dumps, marshal.loads
 _REAL_IMPORT = builtins.__import__
 
 
@@ -198,19 +199,31 @@ def run_job(job):
     try:
         # No timer here: the host kills a worker that overruns its job's wall-clock limit,
         # which a job cannot catch or disarm; it saves two system calls per job.
-        args, code = job["args"], job["code"]
+        args, code, calls = job["args"], job["code"], job.get("calls", 1)
+        fresh = _dumps(args) if calls > 1 else b""
         exec(code, scope)
-        result = scope["f"](*args)
+        outputs = []
+        for call in range(calls):
+            # Every call gets its own copy of the arguments (f may change them), and each
+            # result is printed before the next call (the next call may change it).
+            result = scope["f"](*(args if call == 0 else _loads(fresh)))
+            encoded = _encode_result(result, int(job["max_chars"]))
+            if "output" not in encoded:
+                reply.update(encoded)
+                break
+            outputs.append(encoded["output"])
+        else:
+            reply["output"] = outputs[0]
+            if calls > 1:
+                reply["again"] = outputs[1:]
     except MemoryError:
         reply.update(error="memory", message="memory limit exceeded", taint=MEMORY_ERROR)
     except RecursionError:
         reply.update(error="runtime", message="RecursionError: maximum recursion depth exceeded")
     except BaseException as exc:  # any exception, SystemExit and KeyboardInterrupt included, is invalid
         reply.update(error="runtime", message=_describe(exc))
-    else:
-        # Encoding runs worker code after the job's: if the job replaced builtins, it can at
-        # worst forge its own output, and the check below fails the job anyway.
-        reply.update(_encode_result(result, int(job["max_chars"])))
+    # Encoding ran worker code between the job's calls: if the job replaced builtins, it can at
+    # worst forge its own output, and the check below fails the job anyway.
     patched = _restore_builtins()
     scope.clear()
     result = None
