@@ -16,6 +16,7 @@ import json
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PROGRAMS = Path(__file__).resolve().parents[1] / "data" / "programs.jsonl"
@@ -34,34 +35,65 @@ def _reference_snippet(item: tuple[str, str]) -> tuple[bool, str]:
         return False, type(exc).__name__
 
 
-def reference_throughput(items: list[tuple[str, str]], workers: int, timeout: float) -> float:
+@dataclass
+class Side:
+    """One side's figures for one pass over the programs."""
+
+    rate: float        # validations per second
+    valid: int
+    timeouts: int = 0
+    crashes: int = 0   # the worker process died (the reference's pool reports ProcessExpired)
+
+
+def reference_throughput(items: list[tuple[str, str]], workers: int, timeout: float) -> Side:
+    """The reference's pool; a program that overruns `timeout` or kills its worker counts as
+    invalid, as the reference executor counts it, and the pass goes on."""
     from pebble import ProcessPool
 
     with ProcessPool(max_workers=workers) as pool:
-        list(pool.map(_reference_snippet, items[: workers * 4], timeout=timeout).result())  # warm the pool
+        _drain(pool.map(_reference_snippet, items[: workers * 4], timeout=timeout).result())  # warm the pool
         start = time.perf_counter()
-        future = pool.map(_reference_snippet, items, timeout=timeout)
-        outcomes = list(future.result())
+        outcomes = _drain(pool.map(_reference_snippet, items, timeout=timeout).result())
         elapsed = time.perf_counter() - start
     assert len(outcomes) == len(items)
-    return len(items) / elapsed
+    return Side(len(items) / elapsed, sum(o == "valid" for o in outcomes), outcomes.count("timeout"), outcomes.count("crashed"))
 
 
-def ours_throughput(items: list[tuple[str, str]], mode: str, workers: int, timeout: float, batch: int) -> tuple[float, int]:
+def _drain(results) -> list[str]:
+    """'valid', 'invalid', 'timeout' or 'crashed' per item, in order."""
+    from pebble import ProcessExpired
+
+    outcomes = []
+    while True:
+        try:
+            deterministic, _ = next(results)
+            outcomes.append("valid" if deterministic else "invalid")
+        except StopIteration:
+            return outcomes
+        except TimeoutError:  # concurrent.futures' TimeoutError is the builtin one since 3.11
+            outcomes.append("timeout")
+        except ProcessExpired:
+            outcomes.append("crashed")
+
+
+def ours_throughput(items: list[tuple[str, str]], mode: str, workers: int, timeout: float, batch: int,
+                    calls: int = 2) -> Side:
+    from azr.programs import ErrorKind
     from azr.selfplay import ValidationJob
     from azr_executor.engine import Executor, Limits
     from azr_executor.pool import SandboxPool
 
     validate_items = [ValidationJob(p, (i,)) for p, i in items]
     with SandboxPool(mode, workers=workers) as pool:
-        executor = Executor(pool, Limits(timeout_seconds=timeout))
+        executor = Executor(pool, Limits(timeout_seconds=timeout, calls=calls))
         executor.validate(validate_items[: workers * 4])  # warm the workers
         start = time.perf_counter()
-        valid = 0
+        results = []
         for offset in range(0, len(validate_items), batch):
-            valid += sum(r.valid for r in executor.validate(validate_items[offset:offset + batch]))
+            results += executor.validate(validate_items[offset:offset + batch])
         elapsed = time.perf_counter() - start
-    return len(items) / elapsed, valid
+    kinds = [r.error_kind for r in results]
+    return Side(len(items) / elapsed, sum(r.valid for r in results), kinds.count(ErrorKind.TIMEOUT), kinds.count(ErrorKind.CRASHED))
 
 
 def load_programs(path: Path, repeat: int) -> list[tuple[str, str]]:
@@ -83,6 +115,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sandbox", choices=["gvisor", "process", "both"], default="both")
     parser.add_argument("--batch", type=int, default=256, help="validations per Validate call")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program run, both sides (default 10)")
+    parser.add_argument("--calls", type=int, default=2, help="calls of f per run on our side (default 2; 1 shows what the second costs)")
     parser.add_argument("--no-baseline", action="store_true")
 
 
@@ -92,18 +126,18 @@ def run(args: argparse.Namespace) -> int:
     items = load_programs(args.programs, args.repeat)
     modes = ["process", "gvisor"] if args.sandbox == "both" else [args.sandbox]
     print(f"programs: {args.programs} ({len(items)} validations), sandbox workers: {args.workers}, "
-          f"cpus: {os.cpu_count()}, rounds: {args.rounds}")
-    rates: dict[str, list[float]] = {name: [] for name in (["reference"] if not args.no_baseline else []) + modes}
+          f"cpus: {os.cpu_count()}, rounds: {args.rounds}, timeout: {args.timeout:g} s, calls per run: {args.calls}")
+    sides: dict[str, list[Side]] = {name: [] for name in (["reference"] if not args.no_baseline else []) + modes}
     for round_ in range(args.rounds):
         if not args.no_baseline:
-            rates["reference"].append(reference_throughput(items, os.cpu_count() or 2, 10.0))
+            sides["reference"].append(reference_throughput(items, os.cpu_count() or 2, args.timeout))
         for mode in modes:
-            rate, valid = ours_throughput(items, mode, max(2, args.workers), 10.0, args.batch)
-            if valid != len(items):
-                print(f"warning: {mode}: only {valid}/{len(items)} programs valid")
-            rates[mode].append(rate)
-        print(f"round {round_ + 1}: " + "  ".join(f"{k}={v[-1]:.0f}/s" for k, v in rates.items()))
-    median = {k: statistics.median(v) for k, v in rates.items()}
+            sides[mode].append(ours_throughput(items, mode, max(2, args.workers), args.timeout, args.batch, args.calls))
+        print(f"round {round_ + 1}: " + "  ".join(f"{k}={v[-1].rate:.0f}/s" for k, v in sides.items()))
+    for name, runs in sides.items():
+        last = runs[-1]
+        print(f"{name}: {last.valid} of {len(items)} valid, {last.timeouts} timed out, {last.crashes} crashed")
+    median = {k: statistics.median(side.rate for side in v) for k, v in sides.items()}
     baseline = median.get("reference")
     if baseline:
         print(f"reference_pool_validations_per_s={baseline:.0f}  (pebble pool, no sandbox, no isolation)")
