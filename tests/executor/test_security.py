@@ -180,3 +180,16 @@ def test_jobs_run_as_an_unprivileged_user_with_no_network(gvisor_pool):
     assert result.get("output") == "[65534, 0]", result
     outside = "def f(x):\n    import socket\n    return socket.create_connection(('8.8.8.8', 53), 1) and 1"
     assert gvisor_pool.run([_raw(outside, timeout=3.0)])[0]["error"] == "runtime"
+
+
+@pytest.mark.parametrize("mode", ["gvisor", "process"])
+def test_a_chunk_reports_each_job_as_it_was(request, mode):
+    """Workers report results a chunk at a time and their progress in shared memory: a crash
+    and an overrun in the middle of one lane's chunk are pinned on the right jobs, and the
+    jobs around them keep their own results (re-run if they were finished but unreported)."""
+    pool = request.getfixturevalue(f"{mode}_pool")
+    quick = "def f(x):\n    return x + 1"
+    sources = [quick, quick, "def f(x):\n    import os\n    os._exit(3)", quick,
+               "def f(x):\n    while True:\n        pass", quick]
+    results = pool.run([_raw(source, str(k), lane=0, timeout=1.0) for k, source in enumerate(sources)])
+    assert [r.get("output", r.get("error")) for r in results] == ["1", "2", "crashed", "4", "timeout", "6"], results

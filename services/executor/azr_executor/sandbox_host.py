@@ -6,9 +6,11 @@ frames from the trusted side) and writes results to stdout (JSON frames), in com
 order; every frame starts with its 4-byte big-endian length.
 
 Workers are split into two lanes with different hash seeds; the trusted side sends the two
-runs of a determinism check to different lanes. A worker that overruns a job's wall-clock
-limit, dies, or reports itself tainted is killed with its whole process group and replaced;
-jobs it had not started go back to the queue. A frame entry {"cancel": [ids]} drops those jobs:
+runs of a determinism check to different lanes. A worker reports how many jobs it has started
+in memory shared with the host and its results a chunk at a time (a system call costs more
+than a typical job inside gVisor). A worker that overruns a job's wall-clock limit, dies, or
+reports itself tainted is killed with its whole process group and replaced; the jobs it had
+not started, and those it finished without reporting, go back to the queue. A frame entry {"cancel": [ids]} drops those jobs:
 from the queues at once, and from a worker's hands if they come back to the queue. Forking is slow inside gVisor, so workers are
 started once and reused.
 """
@@ -16,6 +18,7 @@ started once and reused.
 import collections
 import json
 import marshal
+import mmap
 import os
 import random
 import selectors
@@ -29,8 +32,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "sandbox_worker.py")
 _HEADER = struct.Struct(">I")
+_PROGRESS = struct.Struct("=Q")  # what a worker writes before each job: how many it has started
 CHUNK = 16           # jobs handed to a worker at once
 GRACE_SECONDS = 1.0  # on top of a job's own limit before the host kills the worker
+POLL_SECONDS = 0.05  # how often a busy worker's progress is read (the error of its job's start time)
 NOBODY = 65534
 
 
@@ -44,35 +49,52 @@ class Worker:
         os.makedirs(scratch, mode=0o755, exist_ok=True)
         job_r, self.job_w = os.pipe()
         self.result_r, result_w = os.pipe()
+        # Shared memory, not a pipe: the worker reports each job's start without a system call.
+        self.progress_fd = os.memfd_create(f"progress-{self.seed}", 0)
+        os.ftruncate(self.progress_fd, _PROGRESS.size)
+        self.progress = mmap.mmap(self.progress_fd, _PROGRESS.size)
         env = {"PYTHONHASHSEED": str(self.seed), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
                "HOME": scratch, "TMPDIR": scratch}
         # As root (PID 1 under gVisor, or a chrooted host) workers drop to nobody: then the
         # worker's RLIMIT_NPROC of 0 is enforced, so a job can start no process and no thread.
         identity = {"user": NOBODY, "group": NOBODY, "extra_groups": []} if os.getuid() == 0 else {}
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-B", WORKER, str(job_r), str(result_w), str(memory_mib)],
+            [sys.executable, "-I", "-S", "-B", WORKER, str(job_r), str(result_w), str(memory_mib), str(self.progress_fd)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            pass_fds=(job_r, result_w), env=env, cwd=scratch, start_new_session=True, close_fds=True,
+            pass_fds=(job_r, result_w, self.progress_fd), env=env, cwd=scratch, start_new_session=True, close_fds=True,
             **identity)
         os.close(job_r)
         os.close(result_w)
         os.set_blocking(self.result_r, False)
         self.buffer = b""
         self.ready = False
-        self.pending = collections.deque()  # jobs sent, in order; the first one is running
-        self.started = 0.0                  # when the running job started
+        self.pending = collections.deque()  # jobs sent and not answered, in order
+        self.answered = 0                   # results received, over the worker's life
+        self.seen = 0                       # jobs started, as last read from its progress
+        self.seen_at = 0.0                  # when that count was first read: the running job's start, within a poll
 
-    def send(self, jobs, now):
+    def send(self, jobs):
         self.pending.extend(jobs)
-        if len(self.pending) == len(jobs):
-            self.started = now
         data = marshal.dumps(jobs)
         _write_all(self.job_w, _HEADER.pack(len(data)) + data)
 
+    def poll(self, now):
+        """Read the worker's progress; a new count means a new job started (about now)."""
+        (started,) = _PROGRESS.unpack_from(self.progress)
+        if started != self.seen:
+            self.seen, self.seen_at = started, now
+
+    def running(self):
+        """The index in `pending` of the job the worker runs, or None: the jobs before it have
+        finished, and their results may still wait in the worker's buffer."""
+        index = self.seen - self.answered - 1
+        return index if 0 <= index < len(self.pending) else None
+
     def deadline(self):
-        if not self.pending:
+        index = self.running()
+        if index is None:
             return None
-        return self.started + float(self.pending[0]["timeout"]) + GRACE_SECONDS
+        return self.seen_at + float(self.pending[index]["timeout"]) + GRACE_SECONDS
 
     def frames(self):
         """Complete frames read so far; raises EOFError when the worker is gone."""
@@ -103,7 +125,8 @@ class Worker:
         except ProcessLookupError:
             pass
         self.proc.wait()
-        for fd in (self.job_w, self.result_r):
+        self.progress.close()
+        for fd in (self.job_w, self.result_r, self.progress_fd):
             try:
                 os.close(fd)
             except OSError:
@@ -142,13 +165,16 @@ class Host:
         self.selector.register(worker.result_r, selectors.EVENT_READ, worker)
 
     def _retire(self, worker, error, message):
-        """Kill a worker, fail its running job (if error), requeue the rest, start a replacement."""
+        """Kill a worker, fail its running job (if error), requeue the rest (the jobs it finished
+        but had not reported too: they are pure), start a replacement."""
         self.selector.unregister(worker.result_r)
         self.workers.remove(worker)
+        worker.poll(time.monotonic())
+        running = worker.running()
         worker.kill()
         pending = list(worker.pending)
-        if pending and error:
-            job = pending.pop(0)
+        if error and running is not None:
+            job = pending.pop(running)
             self.out.append({"id": job["id"], "error": error, "message": message})
             self.cancelled.discard(job["id"])
         pending = [job for job in pending if job["id"] not in self.cancelled]
@@ -226,24 +252,25 @@ class Host:
                 return
             self.out.append(frame)
             self.cancelled.discard(job["id"])
-            worker.started = time.monotonic()
+            worker.answered += 1
             if "taint" in frame:
                 self._retire(worker, None, "")
                 return
 
-    def _dispatch(self, now):
+    def _dispatch(self):
         for worker in self.workers:
             queue = self.queues[worker.lane]
             if worker.ready and not worker.pending and queue:
                 jobs = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
                 try:
-                    worker.send(jobs, now)
+                    worker.send(jobs)
                 except OSError:
                     self._retire(worker, "crashed", "the worker process died")
-                    return self._dispatch(now)
+                    return self._dispatch()
 
     def _enforce_deadlines(self, now):
         for worker in list(self.workers):
+            worker.poll(now)
             deadline = worker.deadline()
             if deadline is not None and now > deadline:
                 self._retire(worker, "timeout", "wall-clock limit exceeded; worker killed")
@@ -258,17 +285,19 @@ class Host:
     def serve(self):
         _write_all(sys.stdout.buffer.fileno(), _HEADER.pack(2) + b"[]")  # the host is up
         while True:
+            now = time.monotonic()
             deadlines = [d for d in (w.deadline() for w in self.workers) if d is not None]
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            # A busy worker's progress is read at least every POLL_SECONDS: its next job may start any time.
+            deadlines += [now + POLL_SECONDS for w in self.workers if w.pending]
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
             for key, _ in self.selector.select(timeout):
                 if key.data is None:
                     if not self._read_stdin():
                         return
                 elif key.data in self.workers:
                     self._on_worker(key.data)
-            now = time.monotonic()
-            self._enforce_deadlines(now)
-            self._dispatch(now)
+            self._enforce_deadlines(time.monotonic())
+            self._dispatch()
             self._flush()
 
 

@@ -23,9 +23,11 @@ import builtins  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import marshal  # noqa: E402
+import mmap  # noqa: E402
 import resource  # noqa: E402
 import signal  # noqa: E402
 import struct  # noqa: E402
+import time  # noqa: E402
 
 from azr_literals import is_literal_value  # noqa: E402
 
@@ -41,6 +43,8 @@ for _name in PRELOAD:
         pass
 
 _HEADER = struct.Struct(">I")
+_PROGRESS = struct.Struct("=Q")  # jobs started, in the memory shared with the host
+FLUSH_SECONDS = 0.02             # the longest a finished job's result waits for its chunk
 _type = type
 _repr = repr
 _len = len
@@ -49,6 +53,7 @@ _list = list
 _map = map
 _BuiltinsDict = dict(builtins.__dict__)
 _dumps, _loads = marshal.dumps, marshal.loads
+_monotonic = time.monotonic
 _REAL_IMPORT = builtins.__import__
 
 
@@ -106,6 +111,7 @@ _RECURSION_LIMIT = sys.getrecursionlimit()
 _SCRATCH_STAMP = 0
 _CHECK_SCRATCH = False
 _SIGNAL_HANDLERS = []
+_OWN_THREADS = 0  # the worker's own: the result flusher
 _WATCHED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGXFSZ, signal.SIGPIPE)
 
 
@@ -163,7 +169,7 @@ def _tainted(imported, thorough=True):
     classes of the imported modules to the modules themselves."""
     if _CHECK_SCRATCH and _scratch_stamp() != _SCRATCH_STAMP:
         return "files changed in the scratch directory"
-    if _thread._count():
+    if _thread._count() != _OWN_THREADS:
         return "threads left running"
     if len(sys.modules) != _MODULE_COUNT:
         return NEW_MODULE
@@ -267,11 +273,74 @@ def _read_exact(fd, n):
     return b"".join(chunks)
 
 
-def _write_frame(fd, message):
+def _frame(message):
     data = json.dumps(message).encode()
-    data = _HEADER.pack(_len(data)) + data
+    return _HEADER.pack(_len(data)) + data
+
+
+def _write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
+
+
+def _write_frame(fd, message):
+    _write_all(fd, _frame(message))
+
+
+class _Results:
+    """Finished jobs' result frames, written a chunk at a time: by the main thread when its
+    chunk is done, or by the flusher thread when a frame has waited FLUSH_SECONDS (a long job
+    must not hold back the results of those before it). A system call costs microseconds
+    inside gVisor, a job often less."""
+
+    def __init__(self, fd):
+        self.fd, self.lock, self.frames, self.since = fd, _thread.allocate_lock(), [], 0.0
+
+    def add(self, frame):
+        with self.lock:
+            if not self.frames:
+                self.since = _monotonic()
+            self.frames.append(frame)
+
+    def flush(self):
+        with self.lock:
+            data, self.frames = b"".join(self.frames), []
+            if data:
+                _write_all(self.fd, data)
+
+    def flush_waiting(self):
+        """The flusher thread's loop; it started before RLIMIT_NPROC and before any job."""
+        while True:
+            time.sleep(FLUSH_SECONDS)
+            try:
+                if self.frames and _monotonic() - self.since > FLUSH_SECONDS:
+                    self.flush()
+            except OSError:
+                return  # the host is gone; the main thread sees it too
+            except MemoryError:
+                pass  # a job holds the memory; the main thread flushes after it
+
+
+def _serve(job_fd, results, progress):
+    """Run chunks of jobs. Before each job, the count of jobs started goes into `progress`
+    (memory the host also maps: no system call), so the host knows which job runs and since
+    when."""
+    started = 0
+    while True:
+        try:
+            (size,) = _HEADER.unpack(_read_exact(job_fd, 4))
+            jobs = marshal.loads(_read_exact(job_fd, size))
+        except EOFError:
+            return
+        for job in jobs:
+            started += 1
+            _PROGRESS.pack_into(progress, 0, started)
+            reply = run_job(job)
+            results.add(_frame(reply))
+            if "taint" in reply:
+                results.flush()
+                return  # the host replaces a tainted worker; the rest of the chunk is re-queued
+        results.flush()
 
 
 def _virtual_memory_size():
@@ -287,7 +356,13 @@ def _virtual_memory_size():
 
 
 def main():
-    job_fd, result_fd = int(sys.argv[1]), int(sys.argv[2])
+    job_fd, result_fd, progress_fd = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[4])
+    results = _Results(result_fd)
+    _thread.start_new_thread(results.flush_waiting, ())  # before RLIMIT_NPROC forbids threads
+    while _thread._count() < 1:  # counted once it runs
+        time.sleep(0.001)
+    global _OWN_THREADS
+    _OWN_THREADS = _thread._count()
     memory_bytes = int(sys.argv[3]) * 2**20 + _virtual_memory_size()
     if int(sys.argv[3]) > 0:
         _, hard = resource.getrlimit(resource.RLIMIT_AS)
@@ -309,18 +384,9 @@ def main():
     _SIGNAL_HANDLERS = _signal_handlers()
     gc.collect()
     gc.freeze()  # what exists now is the fresh state; keep it out of later collections
+    progress = mmap.mmap(progress_fd, _PROGRESS.size)
     _write_frame(result_fd, {"ready": os.getpid()})
-    while True:
-        try:
-            (size,) = _HEADER.unpack(_read_exact(job_fd, 4))
-            jobs = marshal.loads(_read_exact(job_fd, size))
-        except EOFError:
-            return
-        for job in jobs:
-            reply = run_job(job)
-            _write_frame(result_fd, reply)
-            if "taint" in reply:
-                return  # the host replaces a tainted worker; the rest of the chunk is re-queued
+    _serve(job_fd, results, progress)
 
 
 if __name__ == "__main__":
