@@ -261,7 +261,10 @@ class Host:
         for worker in self.workers:
             queue = self.queues[worker.lane]
             if worker.ready and not worker.pending and queue:
-                jobs = [queue.popleft() for _ in range(min(CHUNK, len(queue)))]
+                # A short queue is shared by the lane's workers: one slow job must not hold
+                # back the end of a batch that another worker could be running.
+                share = -(-len(queue) // sum(w.lane == worker.lane for w in self.workers))
+                jobs = [queue.popleft() for _ in range(min(CHUNK, share))]
                 try:
                     worker.send(jobs)
                 except OSError:
