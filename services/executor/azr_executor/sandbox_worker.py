@@ -201,27 +201,11 @@ def run_job(job):
     job_builtins["__import__"] = tracking_import
     scope = {"__builtins__": job_builtins, "__name__": "__azr_job__"}
     reply = {"id": job["id"]}
-    result = None
     try:
         # No timer here: the host kills a worker that overruns its job's wall-clock limit,
         # which a job cannot catch or disarm; it saves two system calls per job.
-        args, code, calls = job["args"], job["code"], job.get("calls", 1)
-        fresh = _dumps(args) if calls > 1 else b""
-        exec(code, scope)
-        outputs = []
-        for call in range(calls):
-            # Every call gets its own copy of the arguments (f may change them), and each
-            # result is printed before the next call (the next call may change it).
-            result = scope["f"](*(args if call == 0 else _loads(fresh)))
-            encoded = _encode_result(result, int(job["max_chars"]))
-            if "output" not in encoded:
-                reply.update(encoded)
-                break
-            outputs.append(encoded["output"])
-        else:
-            reply["output"] = outputs[0]
-            if calls > 1:
-                reply["again"] = outputs[1:]
+        exec(job["code"], scope)
+        reply.update(_calls(scope["f"], job))
     except MemoryError:
         reply.update(error="memory", message="memory limit exceeded", taint=MEMORY_ERROR)
     except RecursionError:
@@ -232,7 +216,6 @@ def run_job(job):
     # worst forge its own output, and the check below fails the job anyway.
     patched = _restore_builtins()
     scope.clear()
-    result = None
     taint = reply.get("taint") or ("builtins changed" if patched else
                                    _tainted(imported, _may_change_namespaces(job["code"])))
     if taint:
@@ -241,6 +224,21 @@ def run_job(job):
             reply.update(error="runtime", message=f"the program changed the interpreter's state: {taint}")
             reply.pop("output", None)
     return reply
+
+
+def _calls(f, job):
+    """The reply's output (and `again`) from job["calls"] calls of f, or its error. Every call
+    gets its own copy of the arguments (f may change them), and each result is printed before
+    the next call (the next call may change it)."""
+    args, calls, max_chars = job["args"], job.get("calls", 1), int(job["max_chars"])
+    fresh = _dumps(args) if calls > 1 else b""
+    outputs = []
+    for call in range(calls):
+        encoded = _encode_result(f(*(args if call == 0 else _loads(fresh))), max_chars)
+        if "output" not in encoded:
+            return encoded
+        outputs.append(encoded["output"])
+    return {"output": outputs[0], "again": outputs[1:]} if calls > 1 else {"output": outputs[0]}
 
 
 def _encode_result(result, max_chars):
