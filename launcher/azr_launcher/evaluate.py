@@ -106,29 +106,26 @@ def run_eval(args: argparse.Namespace) -> int:
     try:
         run = load_run_or_default(args.file, name="eval")
         suites = {path: _read_code_reasoning(path)[:args.limit] for path in args.code_reasoning or ()}
-        if args.regrade:
-            model, source = f"regraded {args.regrade}", _Replay(args.regrade)
-        else:
-            model = resolve_eval_model(args.model, run)
+        replay = _Replay(args.regrade) if args.regrade else None
+        model = f"regraded {args.regrade}" if replay else resolve_eval_model(args.model, run)
     except (SpecError, ValueError, OSError) as exc:
         print(f"azr eval: {exc}", file=sys.stderr)
         return 2
     spec = run.spec
-    if not args.regrade:
-        engine = make_engine(args.engine or spec.proposer.engine.value, model, resolve_dtype(spec.model.dtype.value),
-                             spec.model.max_model_len, spec.training.seed)
+    progress = Progress(transient=True)
+    source = replay or _Greedy(make_engine(args.engine or spec.proposer.engine.value, model, resolve_dtype(spec.model.dtype.value),
+                                           spec.model.max_model_len, spec.training.seed), args.max_tokens, progress)
     try:
         pool = SandboxPool(args.sandbox or (spec.executor.sandbox.value if args.file else default_mode()),
                            workers=spec.executor.workers, memory_mib=spec.executor.memory_mib)
     except SandboxError as exc:
+        source.close()
         print(f"azr eval: {exc}", file=sys.stderr)
         return 1
     figures: dict = {}
     replies: list[dict] = []
-    with pool, Progress(transient=True) as progress:
+    with pool, progress:
         executor = Executor(pool, Limits(timeout_seconds=spec.executor.timeout_seconds, entry_rule=spec.method.single_function))
-        if not args.regrade:
-            source = _Greedy(engine, args.max_tokens, progress)
         try:
             if args.humaneval or not suites:
                 figures["humaneval_pass1"] = _humaneval(source, executor, args.limit, replies)
@@ -172,7 +169,7 @@ class _Greedy:
 
 
 class MissingReply(LookupError):
-    pass
+    """A `--regrade` file without the reply to an item of the suites asked for."""
 
 
 class _Replay:
@@ -194,7 +191,7 @@ class _Replay:
         return [self.replies[suite, task, item] for item in ids]
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the replies were read when the file was opened."""
 
 
 def _humaneval(source, executor, limit: int | None, replies: list[dict]) -> float:
