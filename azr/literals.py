@@ -9,6 +9,7 @@ match exactly at every level (tuple != list, 1 != True, 1 != 1.0).
 from __future__ import annotations
 
 import ast
+import re
 from typing import Any
 
 MAX_LITERAL_CHARS = 10_000
@@ -23,10 +24,33 @@ class LiteralError(ValueError):
     """Text that is not the literal it should be."""
 
 
+_CONSTANTS = {"True": True, "False": False, "None": None}
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,40})")  # no leading zeros: `007` does not parse
+_NOT_SIMPLE = object()
+
+
+def _simple_literal(text: str) -> Any:
+    """The value of a literal that needs no parser (a constant, a short integer, a printable
+    ASCII string with no quote or backslash inside), or _NOT_SIMPLE. Most results and inputs
+    are such, and the parser costs several times more; anything else goes to the parser."""
+    if text in _CONSTANTS:
+        return _CONSTANTS[text]
+    if _INTEGER.fullmatch(text):
+        return int(text)
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" and text.isascii() and text.isprintable():
+        inner = text[1:-1]
+        if text[0] not in inner and "\\" not in inner:
+            return inner
+    return _NOT_SIMPLE
+
+
 def parse_literal(text: str) -> Any:
     """The value of one Python literal, e.g. "[1, (2, 'a')]" or "frozenset({1})"."""
     if len(text) > MAX_LITERAL_CHARS:
         raise LiteralError(f"literal longer than {MAX_LITERAL_CHARS} characters")
+    value = _simple_literal(text.strip())
+    if value is not _NOT_SIMPLE:
+        return value
     try:
         return literal_value(ast.parse(text.strip(), mode="eval").body)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as exc:
@@ -68,6 +92,9 @@ def parse_arguments(text: str) -> tuple[Any, ...]:
     """
     if len(text) > MAX_LITERAL_CHARS:
         raise LiteralError(f"input longer than {MAX_LITERAL_CHARS} characters")
+    value = _simple_literal(text.strip())
+    if value is not _NOT_SIMPLE:
+        return (value,)
     try:
         # The newline lets a trailing comment in the input not swallow the closing parenthesis.
         tree = ast.parse(f"f({text}\n)", mode="eval")

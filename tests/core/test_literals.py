@@ -65,3 +65,31 @@ def test_non_literal_reprs_do_not_parse():
     for text in ("nan", "inf", "<object at 0x1>", "range(3)", "set([1])", "frozenset(x)"):
         with pytest.raises(LiteralError):
             parse_literal(text)
+
+
+SIMPLE_OR_NOT = ["True", "False", "None", "0", "-0", "007", "12", "-12", "1_000", "0x1f", "'abc'", '"a\'b"', "'a\"b'",
+                 "'a\\'b'", "'a'b'", "'a' 'b'", "''", '""', "'", "'\\n'", "'é'", "'a#b'", " 5 ", "1" * 41, "1" * 42,
+                 "--1", "+1", "'\t'", "b'x'", "r'x'", "True1", "'a\x00b'", "1e3", "5 # five"]
+
+
+@pytest.mark.parametrize("text", SIMPLE_OR_NOT)
+def test_the_parser_free_path_agrees_with_the_parser(text):
+    """Constants, short integers and plain strings skip the parser: their value (and type) is
+    the parser's, and whatever the parser rejects is still rejected."""
+    import ast
+
+    from azr.literals import _NOT_SIMPLE, _simple_literal
+
+    try:
+        expected = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError) as exc:
+        expected = exc
+    fast = _simple_literal(text.strip())
+    if fast is not _NOT_SIMPLE:
+        assert type(fast) is type(expected) and fast == expected
+    if isinstance(expected, Exception):
+        with pytest.raises(LiteralError):
+            parse_literal(text)
+    else:
+        assert strict_equal(parse_literal(text), expected)
+        assert strict_equal(parse_arguments(text)[0], expected)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +18,10 @@ from azr.literals import LiteralError, parse_arguments, parse_literal, strict_eq
 from azr.programs import EntryFunctionRule, ErrorKind, check_program
 from azr.selfplay import CheckJob, Validation, ValidationJob, Verdict
 from azr.tasks import TaskType
-from azr_executor.pool import SandboxPool, make_job
+from azr_executor.pool import JobFuture, SandboxPool, ShippedCode, make_job
 
 LANES = (0, 1)
-STREAM_JOBS = 32  # jobs are handed to the sandbox in chunks this size while later items are still being checked
+STREAM_JOBS = 128  # jobs are handed to the sandbox in chunks this size while later items are still being checked
 
 
 @dataclass(frozen=True)
@@ -63,12 +61,14 @@ class _Runs:
         self._lock = threading.Lock()
         self._index: dict[tuple, int] = {}       # run key -> run
         self._users: list[set[int]] = []         # per run: the items that still need its result
-        self._futures: dict[int, Future] = {}    # per run handed to the sandbox
+        self._futures: dict[int, JobFuture] = {}  # per run handed to the sandbox
+        self._unfinished = 0                      # of those, the runs with no result yet
+        self._finished = threading.Event()        # set while _unfinished is 0: one wait a request
         self._cancelled: set[int] = set()
         self._queued: list[tuple[int, dict[str, Any]]] = []
         self.of_item: dict[int, list[int]] = {}  # per item: its runs, in order
 
-    def add(self, item: int, program: str, code: Any, args: tuple, lane: int | None = None) -> None:
+    def add(self, item: int, program: str, code: ShippedCode, args: tuple, lane: int | None = None) -> None:
         """Item `item` needs f(*args) of `program`; `lane` None: either lane will do."""
         key = (program, repr(args), lane)
         with self._lock:
@@ -88,14 +88,22 @@ class _Runs:
         with self._lock:
             queued = [(run, job) for run, job in self._queued if run not in self._cancelled]
             self._queued = []
-        futures = self.pool.submit([job for _, job in queued]) if queued else []
+        if not queued:
+            return
+        futures = self.pool.submit([job for _, job in queued])
         with self._lock:
             self._futures.update((run, future) for (run, _), future in zip(queued, futures))
+            self._unfinished += len(futures)
+            self._finished.clear()
         for (run, _), future in zip(queued, futures):
             future.add_done_callback(lambda f, run=run: self._done(run, f))
 
-    def _done(self, run: int, future: Future) -> None:
+    def _done(self, run: int, future: JobFuture) -> None:
         result = future.result()
+        with self._lock:
+            self._unfinished -= 1
+            if not self._unfinished:
+                self._finished.set()
         if "error" not in result or result.get("cancelled"):
             return
         moot = []
@@ -114,12 +122,10 @@ class _Runs:
         self.flush()
         with self._lock:
             futures = dict(self._futures)
-        for future in futures.values():
-            try:
-                future.result(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                self.pool.cancel(list(futures.values()), DEADLINE_MESSAGE)
-                break
+            if not self._unfinished:
+                self._finished.set()
+        if not self._finished.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+            self.pool.cancel(list(futures.values()), DEADLINE_MESSAGE)
         out = {run: future.result() for run, future in futures.items()}
         moot = {"error": "timeout", "message": MOOT_MESSAGE, "cancelled": True}
         return {run: out.get(run, moot) for run in range(len(self._users))}
@@ -164,7 +170,7 @@ class Executor:
                 continue
             try:
                 arguments = [parse_arguments(text) for text in job.inputs]
-                code = checked.compile()
+                code = ShippedCode.of(checked.compile())
             except LiteralError as exc:
                 results[n] = Validation(False, error_kind=ErrorKind.BAD_INPUT, error_message=str(exc))
                 continue
@@ -252,7 +258,7 @@ class Executor:
                 return Verdict(False, ErrorKind.WRONG_ANSWER, f"got {run['output'][:80]}")
         return moot or Verdict(True)
 
-    def _plan_check(self, job: CheckJob, compiled: dict[tuple[str, str], Any]) -> list[tuple[str, Any, tuple, Any]]:
+    def _plan_check(self, job: CheckJob, compiled: dict[tuple[str, str], Any]) -> list[tuple[str, ShippedCode, tuple, Any]]:
         """The sandbox runs an item needs as (program, code, args, gold value); raises _Decided
         when the verdict is known without running anything."""
         if job.task_type is TaskType.DEDUCTION:
@@ -284,7 +290,7 @@ class _Decided(Exception):
         self.verdict = Verdict(correct, kind, message)
 
 
-def _compiled_once(cache: dict[tuple[str, str], Any], program: str, limits: Limits, context: str = "") -> Any:
+def _compiled_once(cache: dict[tuple[str, str], Any], program: str, limits: Limits, context: str = "") -> ShippedCode:
     key = (context, program)
     if key not in cache:
         try:
@@ -296,12 +302,12 @@ def _compiled_once(cache: dict[tuple[str, str], Any], program: str, limits: Limi
     return cache[key]
 
 
-def _compiled(program: str, limits: Limits, context: str = "") -> Any:
+def _compiled(program: str, limits: Limits, context: str = "") -> ShippedCode:
     checked = check_program(program, limits.entry_rule)
     if not checked.ok:
         raise _Decided(False, checked.error_kind, context + checked.message)
     try:
-        return checked.compile()
+        return ShippedCode.of(checked.compile())
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         raise _Decided(False, ErrorKind.SYNTAX, f"{context}{exc}") from None
 

@@ -5,7 +5,8 @@ Mode `process`: the same host as a plain process, and where this process is root
 fresh network namespace (no network), chrooted into the minimal root, as user nobody.
 Either way the host gets an empty environment, so no secret of the server reaches a job.
 
-`SandboxPool.run(jobs)` is thread-safe and blocks until every job has a result. If the
+`SandboxPool.submit(jobs)` is thread-safe and gives a `JobFuture` per job; `run(jobs)` blocks
+until every job has a result. If the
 sandbox itself dies, it is restarted and the jobs in flight are run again (they are pure),
 so nothing is lost or counted twice. `SandboxPool.cancel(futures)` gives jobs whose result no
 longer matters a timeout result at once and drops them from the sandbox's queue.
@@ -14,6 +15,7 @@ longer matters a timeout result at once and drops them from the sandbox's queue.
 from __future__ import annotations
 
 import ctypes
+import dis
 import itertools
 import json
 import logging
@@ -24,7 +26,8 @@ import struct
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import Future
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import CodeType
 from typing import Any
@@ -41,6 +44,58 @@ CLONE_NEWNET = 0x40000000
 
 class SandboxError(RuntimeError):
     pass
+
+
+_RESULT_LOCK = threading.Lock()  # guards every JobFuture's hand-over: each holds it for a moment
+
+
+class JobFuture:
+    """A job's result to come: the part of `concurrent.futures.Future` the executor uses.
+
+    One is made per sandbox run, thousands a second, so it is made cheap: no lock or
+    condition of its own until someone waits on it unfinished."""
+
+    __slots__ = ("job_id", "_result", "_callbacks", "_waiter")
+
+    def __init__(self, job_id: int):
+        self.job_id = job_id
+        self._result: dict[str, Any] | None = None
+        self._callbacks: list[Callable[[JobFuture], None]] = []
+        self._waiter: threading.Event | None = None
+
+    def done(self) -> bool:
+        return self._result is not None
+
+    def add_done_callback(self, callback: Callable[[JobFuture], None]) -> None:
+        """`callback(self)` once the result is set: at once if it is."""
+        with _RESULT_LOCK:
+            if self._result is None:
+                self._callbacks.append(callback)
+                return
+        callback(self)
+
+    def set_result(self, result: dict[str, Any]) -> None:
+        with _RESULT_LOCK:
+            if self._result is not None:
+                raise RuntimeError(f"job {self.job_id} already has a result")
+            self._result = result
+            callbacks, self._callbacks, waiter = self._callbacks, [], self._waiter
+        if waiter is not None:
+            waiter.set()
+        for callback in callbacks:
+            callback(self)
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """The result; raises TimeoutError if there is none after `timeout` seconds."""
+        if self._result is None:
+            with _RESULT_LOCK:
+                if self._result is None and self._waiter is None:
+                    self._waiter = threading.Event()
+                waiter = self._waiter if self._result is None else None
+            if waiter is not None and not waiter.wait(timeout):
+                raise TimeoutError(f"job {self.job_id} has no result after {timeout} s")
+        assert self._result is not None
+        return self._result
 
 
 def runsc_available() -> bool:
@@ -63,7 +118,7 @@ class SandboxPool:
         self._ids = itertools.count(1)
         self._starts = itertools.count(1)
         self._lock = threading.Lock()      # guards _proc, _pending and writes to the host
-        self._pending: dict[int, tuple[dict[str, Any], Future, int]] = {}
+        self._pending: dict[int, tuple[dict[str, Any], JobFuture, int]] = {}
         self._proc: subprocess.Popen | None = None
         self._closed = False
         self.restarts = 0
@@ -150,7 +205,7 @@ class SandboxPool:
             entry[1].set_result(clean_result(result))
 
     def _on_sandbox_exit(self, proc: subprocess.Popen, reason: Exception) -> None:
-        given_up: list[tuple[Future, dict[str, Any]]] = []  # resolved outside the lock: callbacks may call in
+        given_up: list[tuple[JobFuture, dict[str, Any]]] = []  # resolved outside the lock: callbacks may call in
         with self._lock:
             if self._closed or proc is not self._proc:
                 return
@@ -188,7 +243,7 @@ class SandboxPool:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def submit(self, jobs: list[dict[str, Any]]) -> list[Future]:
+    def submit(self, jobs: list[dict[str, Any]]) -> list[JobFuture]:
         """Queue jobs (see `make_job`); one future per job, resolving to {output} or {error, message}."""
         futures = []
         batch = []
@@ -197,8 +252,7 @@ class SandboxPool:
                 raise SandboxError("the sandbox pool is closed")
             for job in jobs:
                 job = dict(job, id=next(self._ids))
-                future: Future = Future()
-                future.job_id = job["id"]  # type: ignore[attr-defined]
+                future = JobFuture(job["id"])
                 self._pending[job["id"]] = (job, future, 1)
                 futures.append(future)
                 batch.append(job)
@@ -208,7 +262,7 @@ class SandboxPool:
     def run(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [f.result() for f in self.submit(jobs)]
 
-    def cancel(self, futures: list[Future], message: str) -> None:
+    def cancel(self, futures: list[JobFuture], message: str) -> None:
         """Resolve the unfinished ones among `futures` as timed out, with `message`.
 
         The sandbox drops those it has not handed to a worker yet; one that is running
@@ -216,7 +270,7 @@ class SandboxPool:
         cancelled = []
         with self._lock:
             for future in futures:
-                if self._pending.pop(getattr(future, "job_id", None), None) is not None:
+                if self._pending.pop(future.job_id, None) is not None:
                     cancelled.append(future)
             if cancelled and self._proc is not None:
                 self._send([{"cancel": [f.job_id for f in cancelled]}])
@@ -272,15 +326,51 @@ def clean_result(raw: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def make_job(code: CodeType, args: tuple, lane: int, timeout: float, max_chars: int, calls: int = 1) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ShippedCode:
+    """A compiled program as it crosses into the sandbox, made once and shared by its runs:
+    marshalled (the sandbox's host passes the bytes on without loading them), and whether
+    the worker must check the classes and containers of the modules the program imports
+    after each run, not only their namespaces."""
+
+    data: bytes
+    thorough: bool
+
+    @classmethod
+    def of(cls, code: CodeType) -> ShippedCode:
+        return cls(marshal.dumps(code), may_change_namespaces(code))
+
+
+# Bytecode that can change a namespace: attribute stores, and names that reach namespaces
+# reflectively. Programs that passed the static checks contain none of these, so the
+# (costly) check of every imported module's classes runs only for jobs that skipped them.
+_STORE_OPS = frozenset({dis.opmap[n] for n in ("STORE_ATTR", "DELETE_ATTR")})
+_REFLECTIVE = frozenset({"setattr", "delattr", "vars", "getattr", "globals", "locals", "exec", "eval", "compile",
+                         "__import__", "attrgetter", "methodcaller"})
+
+
+def may_change_namespaces(code: CodeType) -> bool:
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        if _STORE_OPS.intersection(current.co_code[::2]) or _REFLECTIVE.intersection(current.co_names) \
+                or any(n.startswith("_") for n in current.co_names):
+            return True
+        stack.extend(c for c in current.co_consts if isinstance(c, CodeType))
+    return False
+
+
+def make_job(code: CodeType | ShippedCode, args: tuple, lane: int, timeout: float, max_chars: int,
+             calls: int = 1) -> dict[str, Any]:
     """One run of f(*args) after executing `code`, in a worker of `lane` (0 or 1): `calls`
     calls in the same process, each on its own copy of the arguments. The result's `output`
     is the first call's repr and `again` the later ones'.
 
     Only trusted values go in: code compiled here from a checked program, and argument
     values parsed here from literals. They cross into the sandbox with marshal."""
-    return {"code": code, "args": tuple(args), "lane": lane, "timeout": float(timeout), "max_chars": int(max_chars),
-            "calls": int(calls)}
+    shipped = code if isinstance(code, ShippedCode) else ShippedCode.of(code)
+    return {"code": shipped.data, "thorough": shipped.thorough, "args": tuple(args), "lane": lane,
+            "timeout": float(timeout), "max_chars": int(max_chars), "calls": int(calls)}
 
 
 def _read_frame(stream: Any) -> Any:

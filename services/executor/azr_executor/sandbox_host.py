@@ -33,10 +33,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "sandbox_worker.py")
 _HEADER = struct.Struct(">I")
 _PROGRESS = struct.Struct("=Q")  # what a worker writes before each job: how many it has started
-CHUNK = 16           # jobs handed to a worker at once
+CHUNK = 32           # jobs handed to a worker at once
 GRACE_SECONDS = 1.0  # on top of a job's own limit before the host kills the worker
 POLL_SECONDS = 0.05  # how often a busy worker's progress is read (the error of its job's start time)
 NOBODY = 65534
+# Reads stay below malloc's mmap threshold (128 KiB): a larger buffer is mapped and unmapped
+# on every read, two more system calls, and a system call is dear inside gVisor.
+READ_BYTES = 1 << 16
 
 
 class Worker:
@@ -99,7 +102,7 @@ class Worker:
     def frames(self):
         """Complete frames read so far; raises EOFError when the worker is gone."""
         try:
-            chunk = os.read(self.result_r, 1 << 16)
+            chunk = os.read(self.result_r, READ_BYTES)
         except BlockingIOError:
             chunk = None
         if chunk == b"":
@@ -209,7 +212,7 @@ class Host:
 
     def _read_stdin(self):
         try:
-            chunk = os.read(self.stdin, 1 << 20)
+            chunk = os.read(self.stdin, READ_BYTES)
         except BlockingIOError:
             return True
         if not chunk:

@@ -45,12 +45,15 @@ for _name in PRELOAD:
 _HEADER = struct.Struct(">I")
 _PROGRESS = struct.Struct("=Q")  # jobs started, in the memory shared with the host
 FLUSH_SECONDS = 0.02             # the longest a finished job's result waits for its chunk
+READ_BYTES = 1 << 16             # below malloc's mmap threshold: no mmap and munmap per read
 _type = type
 _repr = repr
 _len = len
 _id = id
 _list = list
 _map = map
+_all = all
+_is = __import__("operator").is_
 _BuiltinsDict = dict(builtins.__dict__)
 _dumps, _loads = marshal.dumps, marshal.loads
 _monotonic = time.monotonic
@@ -58,9 +61,16 @@ _REAL_IMPORT = builtins.__import__
 
 
 def _identities(namespace):
-    """ids of keys and values, in order: a replaced, added, removed or reordered entry shows.
-    The snapshots keep the original objects alive, so their ids cannot be reused."""
-    return _list(_map(_id, namespace)), _list(_map(_id, namespace.values()))
+    """The keys and values, in order: compared by identity (`_same`), a replaced, added,
+    removed or reordered entry shows. The snapshot keeps the original objects alive."""
+    return tuple(namespace), tuple(namespace.values())
+
+
+def _same(namespace, snapshot):
+    """Whether `namespace` holds the very objects of `snapshot`, in order. The comparison runs
+    in C (`map` of `operator.is_`), with no object made per entry."""
+    keys, values = snapshot
+    return _len(namespace) == _len(keys) and _all(_map(_is, namespace, keys)) and _all(_map(_is, namespace.values(), values))
 
 
 class _Sink:
@@ -74,18 +84,27 @@ class _Sink:
 
 
 def _contents(value):
-    """ids of what a namespace or a module-level container holds."""
+    """What a module-level container holds, for `_same_contents`."""
     kind = _type(value)
     if kind is dict:
         return _identities(value)
     if kind is list:
-        return _list(_map(_id, value))
-    return _len(value), frozenset(_map(_id, value))  # set
+        return tuple(value)
+    return _len(value), frozenset(_map(_id, value))  # set: no order to compare in
+
+
+def _same_contents(value, snapshot):
+    kind = _type(value)
+    if kind is dict:
+        return _same(value, snapshot)
+    if kind is list:
+        return _len(value) == _len(snapshot) and _all(_map(_is, value, snapshot))
+    return (_len(value), frozenset(_map(_id, value))) == snapshot
 
 
 def _snapshot_module(module):
-    """ids of a module's namespace; for the thorough check also of the namespaces of its
-    classes and of its module-level dicts, lists and sets (caches, dispatch tables)."""
+    """A module's namespace; for the thorough check also the namespaces of its classes and
+    its module-level dicts, lists and sets (caches, dispatch tables)."""
     names = vars(module)
     parts = [(v, _identities(vars(v))) for v in names.values()
              if _type(v) is _type and getattr(v, "__module__", None) == module.__name__]
@@ -95,10 +114,10 @@ def _snapshot_module(module):
 
 def _module_changed(module, snapshot, thorough=True):
     names, parts = snapshot
-    if _identities(vars(module)) != names:
+    if not _same(vars(module), names):
         return True
-    for value, ids in (parts if thorough else ()):
-        if (_identities(vars(value)) if _type(value) is _type else _contents(value)) != ids:
+    for value, contents in (parts if thorough else ()):
+        if not (_same(vars(value), contents) if _type(value) is _type else _same_contents(value, contents)):
             return True
     return False
 
@@ -124,7 +143,7 @@ def _restore_builtins():
     that the job could have replaced (only names captured at start-up and dict methods);
     the snapshot keeps the original objects alive, so their ids cannot be reused."""
     current = builtins.__dict__
-    if _identities(current) == _BUILTIN_IDS:
+    if _same(current, _BUILTINS_SNAPSHOT):
         return False
     _dict_clear(current)
     _dict_update(current, _BuiltinsDict)
@@ -132,7 +151,7 @@ def _restore_builtins():
 
 
 _dict_clear, _dict_update = dict.clear, dict.update
-_BUILTIN_IDS = _identities(_BuiltinsDict)
+_BUILTINS_SNAPSHOT = _identities(_BuiltinsDict)
 
 
 def _scratch_stamp():
@@ -140,28 +159,6 @@ def _scratch_stamp():
         return os.stat(".").st_mtime_ns
     except OSError:
         return 0
-
-
-# Bytecode that can change a namespace: attribute stores, and names that reach namespaces
-# reflectively. Programs that passed the static checks contain none of these, so the
-# (costly) check of every imported module's classes runs only for jobs that skipped them.
-_STORE_OPS = frozenset({__import__("dis").opmap[n] for n in ("STORE_ATTR", "DELETE_ATTR")})
-_REFLECTIVE = frozenset({"setattr", "delattr", "vars", "getattr", "globals", "locals", "exec", "eval", "compile",
-                         "__import__", "attrgetter", "methodcaller"})
-
-
-def _may_change_namespaces(code):
-    stack = [code]
-    while stack:
-        current = stack.pop()
-        if _STORE_OPS.intersection(current.co_code[::2]) or _REFLECTIVE.intersection(current.co_names) \
-                or any(n.startswith("_") for n in current.co_names):
-            return True
-        stack.extend(c for c in current.co_consts if _type(c) is _CodeType)
-    return False
-
-
-_CodeType = _type(_may_change_namespaces.__code__)
 
 
 def _tainted(imported, thorough=True):
@@ -204,7 +201,7 @@ def run_job(job):
     try:
         # No timer here: the host kills a worker that overruns its job's wall-clock limit,
         # which a job cannot catch or disarm; it saves two system calls per job.
-        exec(job["code"], scope)
+        exec(_loads(job["code"]), scope)
         reply.update(_calls(scope["f"], job))
     except MemoryError:
         reply.update(error="memory", message="memory limit exceeded", taint=MEMORY_ERROR)
@@ -217,7 +214,7 @@ def run_job(job):
     patched = _restore_builtins()
     scope.clear()
     taint = reply.get("taint") or ("builtins changed" if patched else
-                                   _tainted(imported, _may_change_namespaces(job["code"])))
+                                   _tainted(imported, job.get("thorough", True)))
     if taint:
         reply["taint"] = taint
         if taint not in (NEW_MODULE, MEMORY_ERROR):  # changing the interpreter's state fails the job
@@ -260,15 +257,24 @@ def _describe(exc):
         return _type(exc).__name__
 
 
-def _read_exact(fd, n):
-    chunks = []
-    while n:
-        chunk = os.read(fd, n)
-        if not chunk:
-            raise EOFError
-        chunks.append(chunk)
-        n -= _len(chunk)
-    return b"".join(chunks)
+class _Frames:
+    """Frames from a pipe, read in as few system calls as the writer allows (usually one a
+    chunk of jobs: a system call costs more inside gVisor than a typical job)."""
+
+    def __init__(self, fd):
+        self.fd, self.buffer = fd, b""
+
+    def next(self):
+        while True:
+            if _len(self.buffer) >= 4:
+                (size,) = _HEADER.unpack_from(self.buffer)
+                if _len(self.buffer) >= 4 + size:
+                    frame, self.buffer = self.buffer[4:4 + size], self.buffer[4 + size:]
+                    return frame
+            chunk = os.read(self.fd, READ_BYTES)
+            if not chunk:
+                raise EOFError
+            self.buffer += chunk
 
 
 def _frame(message):
@@ -324,10 +330,10 @@ def _serve(job_fd, results, progress):
     (memory the host also maps: no system call), so the host knows which job runs and since
     when."""
     started = 0
+    frames = _Frames(job_fd)
     while True:
         try:
-            (size,) = _HEADER.unpack(_read_exact(job_fd, 4))
-            jobs = marshal.loads(_read_exact(job_fd, size))
+            jobs = marshal.loads(frames.next())
         except EOFError:
             return
         for job in jobs:
