@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from azr.tasks import IDENTITY_TRIPLET, InductionTask, Task, TaskType, Triplet
+from azr.tasks import IDENTITY_TRIPLET, STEP_ORDER, TASK_CLASSES, Task, TaskType, Triplet
 
 REFERENCE_CAPACITY = 16_384
 
@@ -59,7 +59,7 @@ class TaskBuffer:
         self.previous, self.recent = self.recent, []
 
     def _check_kind(self, task: Task) -> None:
-        expected = InductionTask if self.task_type is TaskType.INDUCTION else Triplet
+        expected = TASK_CLASSES[self.task_type]
         if not isinstance(task, expected):
             raise TypeError(f"{self.task_type.value} buffer takes {expected.__name__}, got {type(task).__name__}")
 
@@ -72,7 +72,7 @@ class TaskBuffer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskBuffer:
         buffer = cls(TaskType(data["task_type"]), data["capacity"], Eviction(data["eviction"]))
-        kind = InductionTask if buffer.task_type is TaskType.INDUCTION else Triplet
+        kind: Any = TASK_CLASSES[buffer.task_type]
         buffer._tasks.extend(kind.from_dict(t) for t in data["tasks"])
         buffer.recent = [kind.from_dict(t) for t in data["recent"]]
         buffer.previous = [kind.from_dict(t) for t in data["previous"]]
@@ -80,7 +80,7 @@ class TaskBuffer:
 
 
 class TaskBuffers:
-    """The deduction, abduction and induction buffers of one run."""
+    """One buffer per task type of one run (a disabled domain's stays empty)."""
 
     def __init__(self, capacity: int = REFERENCE_CAPACITY, eviction: Eviction = Eviction.OLDEST):
         self.buffers = {t: TaskBuffer(t, capacity, eviction) for t in TaskType}
@@ -124,8 +124,9 @@ class TaskBuffers:
         self.buffers[TaskType.ABDUCTION].insert(triplets)
 
     def is_seeded(self, target: int) -> bool:
-        """True once every buffer holds `target` tasks (or is full)."""
-        return all(len(b) >= min(target, b.capacity) for b in self.buffers.values())
+        """True once every buffer seeding fills (deduction, abduction, induction) holds `target`
+        tasks (or is full). Bug repair's starts empty: its tasks are made from induction's."""
+        return all(len(self.buffers[t]) >= min(target, self.buffers[t].capacity) for t in STEP_ORDER)
 
     def end_step(self) -> None:
         for buffer in self.buffers.values():
@@ -136,8 +137,8 @@ class TaskBuffers:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskBuffers:
-        buffers = cls()
-        buffers.buffers = {TaskType(k): TaskBuffer.from_dict(v) for k, v in data.items()}
+        buffers = cls()  # a checkpoint from before a task type existed has no buffer for it: it starts empty
+        buffers.buffers.update({TaskType(k): TaskBuffer.from_dict(v) for k, v in data.items()})
         return buffers
 
 

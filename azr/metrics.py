@@ -18,9 +18,10 @@ from __future__ import annotations
 import enum
 import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from azr.tasks import Role, TaskType
+from azr.tasks import STEP_ORDER, Role, TaskType
 
 
 class Phase(str, enum.Enum):
@@ -44,9 +45,15 @@ class Phase(str, enum.Enum):
 # The phases a step is timed in, in the order they run.
 STEP_PHASES = (Phase.PROPOSE, Phase.VALIDATE, Phase.MONTE_CARLO, Phase.SOLVE, Phase.CHECK, Phase.UPDATE, Phase.SYNC,
                Phase.CHECKPOINT)
-# The order the live view and the report show the task types in.
-TASK_TYPES = tuple(t.value for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION))
+# The order the live view and the report show the task types in; a type whose metrics a run
+# has none of (its domain is off) is left out.
+TASK_TYPES = tuple(t.value for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION, TaskType.REPAIR))
 ROLES = tuple(r.value for r in Role)
+
+
+def task_types_in(lines: list[dict]) -> list[str]:
+    """The task types (in TASK_TYPES order) that any of these metrics lines reports on."""
+    return [t for t in TASK_TYPES if any(f"valid_rate.{t}" in line for line in lines)]
 
 
 def _mean(values: list[float]) -> float:
@@ -85,9 +92,10 @@ class StepOutcomes:
         self.rewards[(task_type, role)].append(reward)
         self.formatted[(task_type, role)].append(well_formatted)
 
-    def to_metrics(self, buffer_sizes: dict[str, int]) -> dict[str, float]:
+    def to_metrics(self, buffer_sizes: dict[str, int], task_types: Iterable[TaskType] = STEP_ORDER) -> dict[str, float]:
+        """The step's metrics for `task_types` (those of the enabled domains)."""
         metrics: dict[str, float] = {}
-        for task_type in TaskType:
+        for task_type in task_types:
             t = task_type.value
             for role in Role:
                 metrics[f"reward.{t}.{role.value}"] = _mean(self.rewards[(task_type, role)])

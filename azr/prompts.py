@@ -166,3 +166,14 @@ def _examples(task_type: TaskType, role: Role, count: int, numbered_inputs: bool
 
 
 MAX_FORMAT_EXAMPLES = len(_WORKED)
+
+
+def fence(lang: str, body: str) -> str:
+    """A fenced block, as every prompt writes one."""
+    return _fence(lang, body)
+
+
+def worked_induction_task() -> InductionTask:
+    """A project-written program with ten input/output pairs: what bug repair starts from while
+    the induction buffer is empty (as the identity triplet does for code I/O)."""
+    return _example_induction(_EVENS)

@@ -19,13 +19,15 @@ from typing import Any, Protocol
 
 from azr.advantages import trr_advantages
 from azr.buffers import TaskBuffers, rng_state_from_json, rng_state_to_json
+from azr.domains import Proposed, Rejected, TaskDomain, build_domains, proposals_for
+from azr.domains.codeio import CodeIO
+from azr.jobs import CheckJob, Executor
 from azr.metrics import Phase, StepOutcomes, clip
-from azr.parsing import ProposalError, parse_proposal, parse_response, proposal_text, solver_answer
-from azr.programs import ErrorKind
-from azr.prompts import Prompt, propose_prompt, solve_prompt
+from azr.parsing import ProposalError, parse_response, proposal_text
+from azr.prompts import Prompt
 from azr.rewards import proposer_reward, solve_rate, solver_reward
 from azr.spec import MethodSpec
-from azr.tasks import IDENTITY_TRIPLET, STEP_ORDER, InductionTask, Role, Task, TaskType, Triplet
+from azr.tasks import IDENTITY_TRIPLET, Role, Task, TaskType
 
 log = logging.getLogger(__name__)
 
@@ -62,57 +64,6 @@ class Generator(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ValidationJob:
-    """A proposed program and the inputs to run it on (docs/method.md, part 4)."""
-
-    program: str
-    inputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Validation:
-    """Whether a proposal is a valid task; its outputs, one per input, when it is."""
-
-    valid: bool
-    outputs: tuple[str, ...] = ()
-    error_kind: ErrorKind = ErrorKind.NONE
-    error_message: str = ""
-
-
-@dataclass(frozen=True)
-class CheckJob:
-    """A solver's answer to one task: the program and gold output for deduction and
-    abduction, the hidden pairs for induction."""
-
-    task_type: TaskType
-    answer: str
-    program: str = ""
-    gold_output: str = ""
-    hidden_inputs: tuple[str, ...] = ()
-    hidden_outputs: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """Whether an answer is correct, and why not."""
-
-    correct: bool
-    error_kind: ErrorKind = ErrorKind.NONE
-    error_message: str = ""
-
-
-class Executor(Protocol):
-    """The sandbox's two questions, answered in order: the executor service's engine, or its
-    gRPC client."""
-
-    def validate(self, jobs: Sequence[ValidationJob]) -> list[Validation]:
-        ...
-
-    def check(self, jobs: Sequence[CheckJob]) -> list[Verdict]:
-        ...
-
-
 # --- what a step produces ------------------------------------------------------------------------
 
 @dataclass
@@ -142,14 +93,6 @@ class Interrupted(Exception):
     """A stop was requested between two service calls; the step is abandoned."""
 
 
-def task_fields(task: Task) -> dict[str, Any]:
-    """A task as an example shows it: the program, and its input/output or its pairs and message."""
-    if isinstance(task, InductionTask):
-        return {"program": clip(task.program), "message": clip(task.message, 200),
-                "pairs": [[i, o] for i, o in zip(task.inputs[:3], task.outputs[:3])]}
-    return {"program": clip(task.program), "input": clip(task.input, 200), "output": clip(task.output, 200)}
-
-
 # --- the step ------------------------------------------------------------------------------------
 
 @dataclass
@@ -170,6 +113,8 @@ class SelfPlay:
     should_stop: Callable[[], bool] = lambda: False
     buffers: TaskBuffers = field(init=False)
     rng: random.Random = field(init=False)
+    domains: list[TaskDomain] = field(init=False)
+    _code_io: CodeIO = field(init=False)  # seeding proposes code I/O tasks whatever the domains
     _outcomes: StepOutcomes = field(init=False, default_factory=StepOutcomes)
     _calls: int = field(init=False, default=0)
     _step: int = field(init=False, default=0)
@@ -177,6 +122,13 @@ class SelfPlay:
     def __post_init__(self) -> None:
         self.buffers = TaskBuffers(self.method.buffer_capacity, self.method.buffer_eviction)
         self.rng = random.Random(self.seed)
+        self.domains = build_domains(self.method)
+        self._code_io = CodeIO.from_method(self.method)
+
+    @property
+    def task_types(self) -> list[TaskType]:
+        """The enabled task types, in the order a step visits them."""
+        return [t for domain in self.domains for t in domain.task_types]
 
     # -- state -------------------------------------------------------------------------------------
 
@@ -218,88 +170,78 @@ class SelfPlay:
 
     # -- propose and validate ----------------------------------------------------------------------
 
-    def _propose(self, task_type: TaskType, count: int) -> tuple[list[Generation], list[Task | None], list[bool]]:
+    def _propose(self, domain: TaskDomain, task_type: TaskType, count: int
+                 ) -> tuple[list[Generation], list[Task | None], list[bool]]:
         """`count` proposals: each response, the valid task it defines (or None), its format verdict."""
-        fmt = self.method.format_examples
         with self._phase(Phase.PROPOSE):
-            references = [self.buffers.references(task_type, self.method.references, self.rng) for _ in range(count)]
-            prompts = [propose_prompt(task_type, refs, fmt, self.method.numbered_inputs) for refs in references]
+            references = [domain.references(task_type, self.buffers, self.rng) for _ in range(count)]
+            prompts = [domain.propose_prompt(task_type, refs) for refs in references]
             responses = [group[0] for group in self._generate(self.proposer, prompts, 1)]
-        parsed = []
+        proposed: list[Proposed | None] = []
+        formatted = []
         reasons = ["" for _ in responses]  # why a proposal defines no task, for the run's examples
         for k, (response, refs) in enumerate(zip(responses, references)):
             verdict = parse_response(response.text, fallback=self.method.answer_fallback)
+            formatted.append(verdict.well_formatted)
             text = proposal_text(response.text, verdict, self.method.answer_fallback)
             try:
-                proposal = parse_proposal(text or "", task_type)
-            except ProposalError as exc:
-                proposal, reasons[k] = None, f"parse: {exc}" if text else "parse: no answer found"
-            program = refs[0].program if task_type is TaskType.INDUCTION else (proposal.program if proposal else "")
-            parsed.append((verdict.well_formatted, proposal, program))
+                proposed.append(domain.parse(task_type, text or "", refs))
+            except (ProposalError, Rejected) as exc:
+                proposed.append(None)
+                reasons[k] = f"parse: {exc}" if text else "parse: no answer found"
         with self._phase(Phase.VALIDATE):
-            todo = [(k, program, proposal.inputs) for k, (_, proposal, program) in enumerate(parsed) if proposal]
-            results = self.executor.validate([ValidationJob(program, tuple(inputs)) for _, program, inputs in todo]) if todo else []
+            todo = [(k, p) for k, p in enumerate(proposed) if p is not None]
+            results = self.executor.validate([p.job for _, p in todo]) if todo else []
         tasks: list[Task | None] = [None] * count
-        for (k, program, inputs), result in zip(todo, results):
+        for (k, p), result in zip(todo, results):
             if not result.valid:
                 reasons[k] = f"validation: {result.error_message or 'not a valid task'}"
                 continue
-            proposal = parsed[k][1]
-            assert proposal is not None
-            if task_type is TaskType.INDUCTION:
-                tasks[k] = InductionTask(program, proposal.message, tuple(inputs), tuple(result.outputs))
-            else:
-                tasks[k] = Triplet(program, inputs[0], result.outputs[0])
+            try:
+                tasks[k] = domain.task(task_type, p, result)
+            except Rejected as exc:
+                reasons[k] = f"validation: {exc}"
         for response, task, reason in zip(responses, tasks, reasons):
             if task is None:
                 self._outcomes.example("rejected", task_type, reason=reason, response=clip(response.text))
             else:
-                self._outcomes.example("valid", task_type, **task_fields(task))
-        return responses, tasks, [p[0] for p in parsed]
+                self._outcomes.example("valid", task_type, **domain.example_fields(task))
+        return responses, tasks, formatted
 
-    # -- solve and check ---------------------------------------------------------------------------
+    # -- solve and check -----------------------------------------------------------------------------
 
-    def _check_jobs(self, task_type: TaskType, task: Task, answers: list[str]) -> list[CheckJob]:
-        if task_type is TaskType.INDUCTION:
-            assert isinstance(task, InductionTask)
-            hidden = task.hidden_pairs
-            return [CheckJob(task_type, a, hidden_inputs=tuple(i for i, _ in hidden),
-                             hidden_outputs=tuple(o for _, o in hidden)) for a in answers]
-        assert isinstance(task, Triplet)
-        return [CheckJob(task_type, a, program=task.program, gold_output=task.output) for a in answers]
-
-    def _solve(self, task_type: TaskType, tasks: list[Task], n: int, phase: Phase) -> list[list[tuple[Generation, _Graded]]]:
+    def _solve(self, domain: TaskDomain, task_type: TaskType, tasks: list[Task], n: int, phase: Phase
+               ) -> list[list[tuple[Generation, _Graded]]]:
         """n answers per task, graded. A response whose answer cannot be extracted is wrong."""
-        fmt = self.method.format_examples
         with self._phase(phase):
-            groups = self._generate(self.solver, [solve_prompt(t, task_type, fmt) for t in tasks], n)
+            prompts: list[Prompt] = [domain.solve_prompt(task_type, t) for t in tasks]
+            groups = self._generate(self.solver, prompts, n)
         jobs: list[CheckJob] = []
         owners: list[tuple[int, int]] = []
         verdicts: list[list[tuple[Generation, _Graded]]] = []
-        all_answers: list[list[str]] = []
+        first_answers: list[str] = []
         for i, (task, group) in enumerate(zip(tasks, groups)):
             row = []
-            answers = []
             for k, response in enumerate(group):
                 parsed = parse_response(response.text, fallback=self.method.answer_fallback)
                 row.append((response, _Graded(parsed.well_formatted, False)))
-                answer = solver_answer(parsed.answer, task_type) if parsed.answer is not None else ""
-                answers.append(answer)
-                if answer:
-                    jobs += self._check_jobs(task_type, task, [answer])
+                job = domain.check_job(task_type, task, parsed.answer) if parsed.answer is not None else None
+                if job is not None:
+                    jobs.append(job)
                     owners.append((i, k))
+                if k == 0:
+                    first_answers.append(job.answer if job is not None else "")
             verdicts.append(row)
-            all_answers.append(answers)
         with self._phase(Phase.CHECK):
             checked = self.executor.check(jobs) if jobs else []
         for (i, k), verdict in zip(owners, checked):
             verdicts[i][k][1].correct = verdict.correct
         if phase is Phase.SOLVE:
-            for task, row, answers in zip(tasks, verdicts, all_answers):
-                (response, graded), answer = row[0], answers[0]
-                self._outcomes.example("correct" if graded.correct else "wrong", task_type, task=task_fields(task),
-                                       answer=clip(answer) if answer else None, formatted=graded.well_formatted,
-                                       response=None if answer else clip(response.text))
+            for task, row, answer in zip(tasks, verdicts, first_answers):
+                response, graded = row[0]
+                self._outcomes.example("correct" if graded.correct else "wrong", task_type,
+                                       task=domain.example_fields(task), answer=clip(answer) if answer else None,
+                                       formatted=graded.well_formatted, response=None if answer else clip(response.text))
         return verdicts
 
     # -- one step ----------------------------------------------------------------------------------
@@ -312,13 +254,14 @@ class SelfPlay:
         m, out = self.method, self._outcomes
         started = time.time()
         samples: list[Sample] = []
-        for task_type in STEP_ORDER:
-            responses, tasks, formatted = self._propose(task_type, m.proposals_per_type)
+        for domain, task_type in ((d, t) for d in self.domains for t in d.task_types):
+            count = proposals_for(domain, m.proposals_per_type)
+            responses, tasks, formatted = self._propose(domain, task_type, count)
             valid = [t for t in tasks if t is not None]
             out.proposals[task_type] += len(tasks)
             out.valid[task_type] += len(valid)
             # Learnability: n solver answers per valid task; never trained on.
-            mc = self._solve(task_type, valid, m.monte_carlo_samples, Phase.MONTE_CARLO)
+            mc = self._solve(domain, task_type, valid, m.monte_carlo_samples, Phase.MONTE_CARLO)
             s_bars = iter([solve_rate([g.correct for _, g in row]) for row in mc])
             self.buffers[task_type].insert(valid)
             for response, task, ok in zip(responses, tasks, formatted):
@@ -328,15 +271,15 @@ class SelfPlay:
                 reward = proposer_reward(ok, task is not None, s_bar, m.proposer_extreme_reward)
                 samples.append(self._sample(task_type, Role.PROPOSE, response, reward))
                 out.record(task_type, Role.PROPOSE, reward, ok)
-            batch = self.buffers.solve_batch(task_type, m.proposals_per_type, self.rng)
-            for row in self._solve(task_type, batch, 1, Phase.SOLVE):
+            batch = self.buffers.solve_batch(task_type, count, self.rng)
+            for row in self._solve(domain, task_type, batch, 1, Phase.SOLVE):
                 response, graded = row[0]
                 reward = solver_reward(graded.well_formatted, graded.correct)
                 samples.append(self._sample(task_type, Role.SOLVE, response, reward))
                 out.record(task_type, Role.SOLVE, reward, graded.well_formatted)
                 out.correct[task_type].append(graded.correct)
         self.buffers.end_step()
-        metrics = {**out.to_metrics(self.buffers.sizes()), "time.rollout_start": started, "time.rollout_end": time.time()}
+        metrics = {**out.to_metrics(self.buffers.sizes(), self.task_types), "time.rollout_start": started, "time.rollout_end": time.time()}
         return StepRollout(step, samples, metrics, self.state_dict(), out.examples)
 
     @staticmethod
@@ -363,7 +306,7 @@ class SelfPlay:
                 missing = target - len(self.buffers[buffer_type])
                 if missing <= 0:
                     break
-                _, tasks, _ = self._propose(task_type, m.proposals_per_type)
+                _, tasks, _ = self._propose(self._code_io, task_type, m.proposals_per_type)
                 valid = [t for t in tasks if t is not None][:missing]
                 if task_type is TaskType.DEDUCTION:
                     self.buffers.insert_seed_triplets(valid)  # type: ignore[arg-type]
@@ -383,7 +326,8 @@ class SelfPlay:
 
 
 def assign_advantages(samples: list[Sample], weighting) -> None:
-    """TRR++: normalise rewards within each (type, role) group (docs/method.md, part 5)."""
+    """TRR++: normalise rewards within each (type, role) group (docs/method.md, part 5), for the
+    task types of every enabled domain alike."""
     groups: dict[tuple[TaskType, Role], list[Sample]] = {}
     for s in samples:
         groups.setdefault((s.task_type, s.role), []).append(s)

@@ -70,8 +70,29 @@ class ModelSpec(_Model):
     max_model_len: int = Field(4096, ge=256)
 
 
+class DomainName(str, enum.Enum):
+    """Task domains (docs/domains.md)."""
+
+    CODE_IO = "codeIO"        # AZR's three views of one program: deduction, abduction, induction
+    BUG_REPAIR = "bugRepair"  # [project] inject a bug into a valid program, then repair it
+
+
+class CodeIOSpec(_Model):
+    share: float = Field(1.0, gt=0.0, le=1.0, description="proposals per task type: share x proposalsPerType")
+
+
+class BugRepairSpec(_Model):
+    share: float = Field(0.5, gt=0.0, le=1.0, description="bug-repair proposals per step: share x proposalsPerType")
+    max_edit_lines: int = Field(3, ge=1, le=20, description="a buggy variant changes at most this many lines of the original")
+
+
 class MethodSpec(_Model):
-    """docs/method.md, parts 2-6."""
+    """docs/method.md, parts 2-6, and the task domains (docs/domains.md)."""
+
+    domains: list[DomainName] = Field(default_factory=lambda: [DomainName.CODE_IO], min_length=1,
+                                      description="the task domains self-play runs, each with its share of the batch")
+    code_io: CodeIOSpec = Field(default_factory=CodeIOSpec, alias="codeIO")
+    bug_repair: BugRepairSpec = Field(default_factory=BugRepairSpec)
 
     proposals_per_type: int = Field(64, ge=1, description="B: proposals per task type per step")
     references: int = Field(6, ge=1, description="K: reference triplets per proposer prompt")
@@ -222,6 +243,8 @@ class SelfPlayRunSpec(_Model):
     def _cross_field_rules(self) -> SelfPlayRunSpec:
         if self.proposer.share_with is not None:
             raise ValueError("proposer.shareWith is not allowed; only the solver can share a pool")
+        if len(set(self.method.domains)) != len(self.method.domains):
+            raise ValueError(f"method.domains names a domain twice: {[d.value for d in self.method.domains]}")
         if self.method.references > self.method.seed_tasks:
             raise ValueError(f"method.references ({self.method.references}) cannot exceed method.seedTasks ({self.method.seed_tasks})")
         return self

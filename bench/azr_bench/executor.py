@@ -81,8 +81,8 @@ def _drain(results) -> list[str]:
 
 def ours_throughput(items: list[tuple[str, str]], mode: str, workers: int, timeout: float, batch: int,
                     calls: int = 2) -> Side:
+    from azr.jobs import ValidationJob
     from azr.programs import ErrorKind
-    from azr.selfplay import ValidationJob
     from azr_executor.engine import Executor, Limits
     from azr_executor.pool import SandboxPool
 

@@ -195,7 +195,7 @@ class _Replay:
 
 
 def _humaneval(source, executor, limit: int | None, replies: list[dict]) -> float:
-    from azr.selfplay import CheckJob
+    from azr.jobs import CheckJob
     from azr.tasks import TaskType
 
     items = humaneval_items(limit)
@@ -212,9 +212,9 @@ def _humaneval(source, executor, limit: int | None, replies: list[dict]) -> floa
 
 def _code_reasoning(source, executor, path: str, records: list[dict], method, replies: list[dict]) -> dict:
     """Each program as a deduction and an abduction task, prompted, parsed and graded as in training."""
+    from azr.jobs import CheckJob
     from azr.parsing import parse_response, solver_answer
     from azr.prompts import solve_prompt
-    from azr.selfplay import CheckJob
     from azr.tasks import TaskType, Triplet
 
     results = {}

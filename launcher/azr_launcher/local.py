@@ -15,11 +15,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from azr.metrics import TASK_TYPES
+from azr.metrics import ROLES, TASK_TYPES, task_types_in
 from azr.spec import SpecError
-from azr.tasks import Role, TaskType
-
-GROUP_ORDER = [(t, r) for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION) for r in Role]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +45,11 @@ def example_lines(examples: list[dict], width: int = 100) -> list[str]:
         valid = next((e for e in mine if e["kind"] == "valid"), None)
         rejected = next((e for e in mine if e["kind"] == "rejected"), None)
         graded = next((e for e in mine if e["kind"] in ("correct", "wrong")), None)
-        if valid:
+        if valid and "failing" in valid:  # bug repair: the variant and a test it fails
+            test = valid["failing"][0] if valid["failing"] else ["?", "?", "?"]
+            shown = f"{valid.get('program', '')}  f({test[0]}) returns {test[2]}, not {test[1]}"
+            lines.append(f"{t} proposed: {short(shown)}")
+        elif valid:
             shown = valid.get("message") or f"{valid.get('program', '')}  on {valid.get('input')} -> {valid.get('output')}"
             lines.append(f"{t} proposed: {short(shown)}")
         elif rejected:
@@ -82,13 +83,15 @@ def live_view(run, status, waiting: list[str] | None, started: float, examples: 
                  f"last step {_fmt(m.get('step_seconds'), 0)} s")
     table = Table(title=None, show_edge=False, pad_edge=False)
     table.add_column("")
-    for t in (TaskType.DEDUCTION, TaskType.ABDUCTION, TaskType.INDUCTION):
-        table.add_column(t.value, justify="right")
-    table.add_row("reward propose", *[_fmt(m.get(f"reward.{t}.propose")) for t in TASK_TYPES])
-    table.add_row("reward solve", *[_fmt(m.get(f"reward.{t}.solve")) for t in TASK_TYPES])
-    table.add_row("valid proposals", *[_fmt(m.get(f"valid_rate.{t}")) for t in TASK_TYPES])
-    table.add_row("solve accuracy", *[_fmt(m.get(f"accuracy.{t}")) for t in TASK_TYPES])
-    table.add_row("buffer", *[_fmt(m.get(f"buffer.{t}"), 0) for t in TASK_TYPES])
+    # Code I/O's three columns always (a status's metrics may be partial mid-step), others once reported.
+    shown = [t for t in TASK_TYPES if t in TASK_TYPES[:3] or t in task_types_in([m])]
+    for t in shown:
+        table.add_column(t, justify="right")
+    table.add_row("reward propose", *[_fmt(m.get(f"reward.{t}.propose")) for t in shown])
+    table.add_row("reward solve", *[_fmt(m.get(f"reward.{t}.solve")) for t in shown])
+    table.add_row("valid proposals", *[_fmt(m.get(f"valid_rate.{t}")) for t in shown])
+    table.add_row("solve accuracy", *[_fmt(m.get(f"accuracy.{t}")) for t in shown])
+    table.add_row("buffer", *[_fmt(m.get(f"buffer.{t}"), 0) for t in shown])
     if not examples:
         return Group(header, line, table)
     return Group(header, line, table, Text("last step, as the model wrote it:", style="bold"),
@@ -111,12 +114,14 @@ def summary_table(metrics: list[dict]) -> Table:
         table.add_row(label, _fmt(values[0], digits), _fmt(values[-1], digits),
                       _fmt(sum(finite) / len(finite), digits) if finite else "-")
 
-    for t, r in GROUP_ORDER:
-        row(f"reward {t.value} {r.value}", f"reward.{t.value}.{r.value}")
-    for t, _ in GROUP_ORDER[::2]:
-        row(f"valid proposals {t.value}", f"valid_rate.{t.value}")
-    for t, _ in GROUP_ORDER[::2]:
-        row(f"solve accuracy {t.value}", f"accuracy.{t.value}")
+    types = task_types_in(steps)
+    for t in types:
+        for r in ROLES:
+            row(f"reward {t} {r}", f"reward.{t}.{r}")
+    for t in types:
+        row(f"valid proposals {t}", f"valid_rate.{t}")
+    for t in types:
+        row(f"solve accuracy {t}", f"accuracy.{t}")
     row("step seconds", "step_seconds", 1)
     return table
 

@@ -15,9 +15,9 @@ import math
 import sys
 from pathlib import Path
 
-from azr.metrics import ROLES, STEP_PHASES, TASK_TYPES
+from azr.metrics import ROLES, STEP_PHASES, TASK_TYPES, task_types_in
 
-COLOURS = {"deduction": "#1f77b4", "abduction": "#d62728", "induction": "#2ca02c"}
+COLOURS = {"deduction": "#1f77b4", "abduction": "#d62728", "induction": "#2ca02c", "repair": "#9467bd"}
 
 
 def add_report_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +61,14 @@ def _save(fig, path: Path) -> Path:
 
 def _plot_per_type(ax, lines: list[dict], prefix: str) -> None:
     """One curve per task type of the metric `<prefix>.<type>`."""
-    for t in TASK_TYPES:
+    for t in task_types_in(lines):
         xs, ys = _series(lines, f"{prefix}.{t}")
         ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=t)
 
 
 def _plot_per_type_and_role(ax, lines: list[dict], prefix: str, ylim: tuple[float, float]) -> None:
     """One curve per task type and role of `<prefix>.<type>.<role>` (proposer dashed)."""
-    for t in TASK_TYPES:
+    for t in task_types_in(lines):
         for role, style in zip(ROLES, ("--", "-")):
             xs, ys = _series(lines, f"{prefix}.{t}.{role}")
             ax.plot(xs, ys, style, marker="o", ms=3, color=COLOURS[t], label=f"{t} {role}")
@@ -96,7 +96,7 @@ def charts(metrics: list[dict], out: Path) -> list[tuple[str, Path]]:
     made.append(("Valid proposals", _save(fig, out / "valid_rate.png")))
 
     fig, ax = _figure("Solve rates", "share solved")
-    for t in TASK_TYPES:
+    for t in task_types_in(steps):
         xs, ys = _series(steps, f"accuracy.{t}")
         ax.plot(xs, ys, marker="o", ms=3, color=COLOURS[t], label=f"{t} accuracy")
         xs, ys = _series(steps, f"s_bar.{t}")
@@ -131,8 +131,9 @@ def _summary_rows(metrics: list[dict]) -> list[tuple[str, str, str]]:
     def fmt(v):
         return "-" if not isinstance(v, int | float) or not math.isfinite(v) else f"{v:.3g}"
 
-    keys = [f"reward.{t}.{r}" for t in TASK_TYPES for r in ROLES] + [f"valid_rate.{t}" for t in TASK_TYPES] + \
-           [f"accuracy.{t}" for t in TASK_TYPES] + ["step_seconds"]
+    types = task_types_in(steps)
+    keys = [f"reward.{t}.{r}" for t in types for r in ROLES] + [f"valid_rate.{t}" for t in types] + \
+           [f"accuracy.{t}" for t in types] + ["step_seconds"]
     return [(k, fmt(steps[0].get(k)), fmt(steps[-1].get(k))) for k in keys]
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from azr.jobs import CheckJob, Validation, ValidationJob, Verdict
 from azr.programs import ErrorKind
 from azr.prompts import Message, Prompt
-from azr.selfplay import CheckJob, Sampling, Validation, ValidationJob, Verdict
+from azr.selfplay import Sampling
 from azr.tasks import TaskType
 from azr_contracts.v1 import common_pb2, executor_pb2, generator_pb2
 
@@ -20,7 +21,12 @@ _TASK_TYPES_BACK = {v: k for k, v in _TASK_TYPES.items()}
 
 
 def task_type_to_proto(task_type: TaskType) -> int:
-    return _TASK_TYPES[task_type]
+    """The executor grades code I/O's three kinds of answer; other domains ask as one of them."""
+    try:
+        return _TASK_TYPES[task_type]
+    except KeyError:
+        raise ValueError(f"the executor grades no {task_type.value} answers; check them as one of "
+                         f"{[t.value for t in _TASK_TYPES]}") from None
 
 
 def task_type_from_proto(value: int) -> TaskType | None:

@@ -3,7 +3,7 @@ every expected output is what its program returns on its input (run in the sandb
 
 from pathlib import Path
 
-from azr.selfplay import CheckJob
+from azr.jobs import CheckJob
 from azr.tasks import TaskType
 from azr_executor.engine import Executor, Limits
 from azr_launcher.evaluate import _read_code_reasoning

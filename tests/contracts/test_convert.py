@@ -2,17 +2,24 @@
 
 import pytest
 
+from azr.jobs import CheckJob, Validation, ValidationJob, Verdict
 from azr.programs import ErrorKind
 from azr.prompts import solve_prompt
-from azr.selfplay import CheckJob, Sampling, Validation, ValidationJob, Verdict
-from azr.tasks import TaskType, Triplet
+from azr.selfplay import Sampling
+from azr.tasks import STEP_ORDER, TaskType, Triplet
 from azr_contracts import convert
 from azr_contracts.v1 import common_pb2
 
 
-@pytest.mark.parametrize("task_type", list(TaskType))
+@pytest.mark.parametrize("task_type", STEP_ORDER)
 def test_task_types_round_trip(task_type):
     assert convert.task_type_from_proto(convert.task_type_to_proto(task_type)) is task_type
+
+
+def test_a_task_type_the_executor_does_not_grade_has_no_wire_form():
+    """Bug repair's answers are checked as induction answers: REPAIR never crosses the wire."""
+    with pytest.raises(ValueError, match="repair"):
+        convert.task_type_to_proto(TaskType.REPAIR)
 
 
 def test_an_unspecified_or_unknown_task_type_has_no_core_form():

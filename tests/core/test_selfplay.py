@@ -11,11 +11,12 @@ import math
 
 import pytest
 
+from azr.jobs import Validation, Verdict
 from azr.literals import parse_arguments, parse_literal, strict_equal
 from azr.metrics import json_safe
 from azr.programs import ErrorKind
 from azr.rewards import FORMAT_ERROR, INVALID_PROPOSAL, SOLVER_CORRECT, SOLVER_WRONG
-from azr.selfplay import Generation, SelfPlay, Validation, Verdict, assign_advantages, drop_stale
+from azr.selfplay import Generation, SelfPlay, assign_advantages, drop_stale
 from azr.spec import MethodSpec
 from azr.tasks import GROUPS, IDENTITY_TRIPLET, Role, TaskType
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from azr.jobs import CheckJob
 from azr.programs import ErrorKind
-from azr.selfplay import CheckJob
 from azr.tasks import TaskType
 
 PROGRAM = "def f(a, b):\n    return (a + b, a * b)"

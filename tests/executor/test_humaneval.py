@@ -3,9 +3,9 @@ cases of their own tests must give the expected results (issue 3, part 6)."""
 
 import pytest
 
+from azr.jobs import CheckJob, ValidationJob
 from azr.literals import parse_literal
 from azr.programs import ErrorKind
-from azr.selfplay import CheckJob, ValidationJob
 from azr.tasks import TaskType
 from azr_launcher.humaneval import load_cases
 

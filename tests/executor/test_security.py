@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from azr.jobs import CheckJob, ValidationJob
 from azr.literals import parse_arguments
 from azr.programs import ErrorKind
-from azr.selfplay import CheckJob, ValidationJob
 from azr.tasks import TaskType
 from azr_executor.engine import Executor, Limits
 from azr_executor.pool import SandboxPool, make_job

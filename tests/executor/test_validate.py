@@ -4,8 +4,8 @@ from dataclasses import replace
 
 import pytest
 
+from azr.jobs import ValidationJob
 from azr.programs import ErrorKind
-from azr.selfplay import ValidationJob
 from azr_executor.engine import Executor, Limits
 from tests.conftest import FAST_TIMEOUT_SECONDS
 

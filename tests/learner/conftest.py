@@ -19,8 +19,9 @@ TEST_SPEC = {
     "metadata": {"name": "learner-test"},
     "spec": {
         "model": {"name": "smollm2-135m-instruct", "dtype": "float32", "maxModelLen": 1024},
-        "method": {"proposalsPerType": 2, "references": 1, "monteCarloSamples": 2, "maxResponseTokens": 48,
-                   "seedTasks": 1, "seedMaxRounds": 1},
+        # Both task domains: every real run of the suite (learner, `azr run`) steps through bug repair too.
+        "method": {"domains": ["codeIO", "bugRepair"], "proposalsPerType": 2, "references": 1, "monteCarloSamples": 2,
+                   "maxResponseTokens": 48, "seedTasks": 1, "seedMaxRounds": 1},
         "training": {"steps": 2, "learningRate": 1.0e-5, "miniBatches": 1, "zeroStage": 0, "precision": "float32",
                      "checkpointEvery": 1, "keepCheckpoints": 1, "microBatchTokens": 2048},
         "proposer": {"engine": "transformers"},

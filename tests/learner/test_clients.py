@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from azr.selfplay import ValidationJob
+from azr.jobs import ValidationJob
 from azr_learner.clients import ExecutorClient
 from tests.services import free_port
 

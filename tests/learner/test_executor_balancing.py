@@ -8,7 +8,7 @@ from concurrent import futures
 
 import grpc
 
-from azr.selfplay import ValidationJob
+from azr.jobs import ValidationJob
 from azr_contracts.v1 import executor_pb2, executor_pb2_grpc
 from azr_learner import clients
 from azr_learner.clients import ExecutorClient

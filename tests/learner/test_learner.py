@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slow
 REQUIRED = ["reward.deduction.propose", "reward.induction.solve", "valid_rate.abduction", "s_bar.deduction",
             "accuracy.induction", "format_error.abduction.solve", "buffer.deduction", "entropy", "loss", "grad_norm",
             "tokens_generated", "seconds.propose", "seconds.validate", "seconds.monte_carlo", "seconds.solve",
-            "seconds.check", "seconds.update", "seconds.sync", "step_seconds"]
+            "seconds.check", "seconds.update", "seconds.sync", "step_seconds",
+            "reward.repair.propose", "valid_rate.repair", "buffer.repair"]  # the bug-repair domain is on too
 
 
 def metrics(run_dir):

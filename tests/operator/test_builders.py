@@ -353,3 +353,15 @@ def test_roles_without_gpus_get_the_cpu_image():
     assert {n.rsplit("-", 1)[1]: i for n, i in cpu.items()} == {"executor": "x", "proposer": "cpu", "learner": "cpu"}
     assert {n.rsplit("-", 1)[1]: i for n, i in gpu.items()} == {"executor": "x", "proposer": "gpu-inference",
                                                                  "solver": "gpu-inference", "learner": "gpu-learner"}
+
+
+def test_a_run_with_both_domains_reaches_the_learner_and_a_misspelt_domain_is_refused(crd_validator):
+    """The domains are method settings: the learner reads them from the run's spec ConfigMap."""
+    run = load_run(EXAMPLES_DIR / "selfplayrun-cpu-domains.yaml")
+    config = named(build(run, uid=UID), "ConfigMap", "-spec")
+    method = yaml.safe_load(config["data"]["spec.yaml"])["spec"]["method"]
+    assert method["domains"] == ["codeIO", "bugRepair"] and method["bugRepair"] == {"share": 0.5, "maxEditLines": 3}
+    doc = yaml.safe_load((EXAMPLES_DIR / "selfplayrun-cpu-domains.yaml").read_text())
+    doc["spec"]["method"]["domains"] = ["codeIO", "bugrepair"]
+    with pytest.raises(jsonschema.ValidationError, match="bugrepair"):
+        crd_validator.validate(doc)

@@ -81,14 +81,14 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 def _validate_items(records: Iterable[tuple[int, dict[str, Any]]]):
     """(id, job) per line."""
-    from azr.selfplay import ValidationJob
+    from azr.jobs import ValidationJob
 
     return [(str(r.get("id", n)), ValidationJob(_require(n, r, "program"), (_require(n, r, "input"),))) for n, r in records]
 
 
 def _check_items(records: Iterable[tuple[int, dict[str, Any]]]):
     """(id, job) per line."""
-    from azr.selfplay import CheckJob
+    from azr.jobs import CheckJob
     from azr.tasks import TaskType
 
     items = []

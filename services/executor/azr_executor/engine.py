@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from azr.jobs import CheckJob, Validation, ValidationJob, Verdict
 from azr.literals import LiteralError, parse_arguments, parse_literal, strict_equal
 from azr.programs import EntryFunctionRule, ErrorKind, check_program
-from azr.selfplay import CheckJob, Validation, ValidationJob, Verdict
 from azr.tasks import TaskType
 from azr_executor.pool import JobFuture, SandboxPool, ShippedCode, make_job
 

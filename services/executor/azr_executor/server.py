@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import Counter, Histogram, start_http_server
 
 import azr_rpc as rpc
-from azr.selfplay import CheckJob, ValidationJob
+from azr.jobs import CheckJob, ValidationJob
 from azr.tasks import TaskType
 from azr_contracts import convert
 from azr_contracts.v1 import executor_pb2, executor_pb2_grpc

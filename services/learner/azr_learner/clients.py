@@ -17,8 +17,9 @@ from typing import TypeVar
 import grpc
 
 import azr_rpc as rpc
+from azr.jobs import CheckJob, Validation, ValidationJob, Verdict
 from azr.prompts import Prompt
-from azr.selfplay import CheckJob, Generation, Sampling, Validation, ValidationJob, Verdict
+from azr.selfplay import Generation, Sampling
 from azr_contracts import convert
 from azr_contracts.v1 import executor_pb2_grpc, generator_pb2, generator_pb2_grpc
 
