@@ -32,6 +32,7 @@ from azr.spec import DomainName, MethodSpec
 from azr.tasks import InductionTask, RepairTask, Task, TaskType
 
 MAX_DIFF_CHARS = 20_000
+_UNFENCED_PROGRAM = re.compile(r"\A\s*(def|import|from)\s")
 _HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -142,6 +143,10 @@ class BugRepair:
             variant = programs[-1]
         elif diffs:
             variant = apply_unified_diff(source.program, diffs[-1])
+        elif _UNFENCED_PROGRAM.match(text):
+            # A function written straight into the answer, as induction's answers may be
+            # (3 of the 24 missing-fence rejections the first GPU run logged).
+            variant = text.strip("\n")
         else:
             raise ProposalError("no ```python or ```diff block")
         edited = changed_lines(source.program, variant)

@@ -29,6 +29,13 @@ def test_a_whole_program_variant_is_parsed_and_validated_on_every_test_input():
     assert proposed.job.program == ODDS and proposed.job.inputs == EVENS.inputs
 
 
+def test_a_function_written_into_the_answer_without_a_fence_is_taken_as_the_variant():
+    proposed = BugRepair().parse(TaskType.REPAIR, f"\n{ODDS}\n", [EVENS])
+    assert proposed.job.program == ODDS
+    with pytest.raises(ProposalError, match="no ```python"):
+        BugRepair().parse(TaskType.REPAIR, "The bug is in the modulo.", [EVENS])
+
+
 def test_a_unified_diff_variant_is_applied_to_the_original():
     diff = ("--- a/f.py\n+++ b/f.py\n@@ -1,2 +1,2 @@\n def f(xs):\n"
             "-    return [x for x in xs if x % 2 == 0]\n+    return [x for x in xs if x % 2 == 1]\n")
