@@ -177,3 +177,8 @@ def worked_induction_task() -> InductionTask:
     """A project-written program with ten input/output pairs: what bug repair starts from while
     the induction buffer is empty (as the identity triplet does for code I/O)."""
     return _example_induction(_EVENS)
+
+
+def worked_sum_task() -> InductionTask:
+    """The worked example's program (a + b) with its ten pairs: bug repair's format example."""
+    return _example_induction(_ADD)

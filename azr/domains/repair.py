@@ -26,8 +26,8 @@ from azr.domains import Proposed, Rejected
 from azr.jobs import CheckJob, Validation, ValidationJob
 from azr.literals import LiteralError, parse_literal, strict_equal
 from azr.metrics import clip
-from azr.parsing import ProposalError, fenced_blocks, solver_answer
-from azr.prompts import FORMAT_RULE, SANDBOX_RULES, Message, Prompt, fence, worked_induction_task
+from azr.parsing import THINK_PREFIX, ProposalError, fenced_blocks, solver_answer
+from azr.prompts import FORMAT_RULE, SANDBOX_RULES, Message, Prompt, fence, worked_induction_task, worked_sum_task
 from azr.spec import DomainName, MethodSpec
 from azr.tasks import InductionTask, RepairTask, Task, TaskType
 
@@ -107,12 +107,18 @@ def _tests_block(task: InductionTask) -> str:
 class BugRepair:
     max_edit_lines: int = 3
     share: float = 0.5
+    format_examples: int = 0  # 1 or more: one worked example of each role's answer format
     name: DomainName = DomainName.BUG_REPAIR
     task_types: tuple[TaskType, ...] = (TaskType.REPAIR,)
 
     @classmethod
     def from_method(cls, method: MethodSpec) -> BugRepair:
-        return cls(method.bug_repair.max_edit_lines, method.bug_repair.share)
+        return cls(method.bug_repair.max_edit_lines, method.bug_repair.share, method.format_examples)
+
+    def _worked(self, user: str, thought: str, answer: str) -> tuple[Message, ...]:
+        if not self.format_examples:
+            return ()
+        return (Message("user", user), Message("assistant", f"{THINK_PREFIX}{thought}</think>\n<answer>{answer}</answer>"))
 
     # -- propose -------------------------------------------------------------------------------
 
@@ -124,14 +130,22 @@ class BugRepair:
     def propose_prompt(self, task_type: TaskType, references: list[Task]) -> Prompt:
         (source,) = references
         assert isinstance(source, InductionTask)
-        text = (f"Here is a correct function and its tests:\n\n{fence('python', source.program)}\n\n"
+        return Prompt(self._worked_proposal() + (Message("user", self._propose_text(source)),))
+
+    def _propose_text(self, source: InductionTask) -> str:
+        return (f"Here is a correct function and its tests:\n\n{fence('python', source.program)}\n\n"
                 f"{fence('tests', _tests_block(source))}\n\n"
                 f"Introduce a subtle bug, the kind a programmer could make: write a variant of the function "
                 f"that changes at most {self.max_edit_lines} lines, still runs without an error on every test "
                 f"input, fails at least one test and passes at least one. Keep the function's name and "
                 f"arguments. {SANDBOX_RULES}\n\n{FORMAT_RULE} The answer is the whole buggy function in a "
                 f"```python block, or a unified diff against the function above in a ```diff block.")
-        return Prompt((Message("user", text),))
+
+    def _worked_proposal(self) -> tuple[Message, ...]:
+        return self._worked(self._propose_text(worked_sum_task()),
+                            "Taking the absolute value of b changes one line and matters only when b is negative: "
+                            "f(-5, -5) returns 0 instead of -10, and the other tests still pass.",
+                            fence("python", _WORKED_BUG))
 
     def parse(self, task_type: TaskType, text: str, references: list[Task]) -> Proposed:
         (source,) = references
@@ -171,13 +185,14 @@ class BugRepair:
 
     def solve_prompt(self, task_type: TaskType, task: Task) -> Prompt:
         assert isinstance(task, RepairTask)
-        shown = "\n".join(f"f({task.inputs[k]}) should return {task.outputs[k]}, but returns {task.actual[k]}"
-                          for k in task.visible_failing)
-        text = (f"This function has a bug:\n\n{fence('python', task.program)}\n\nFailing tests:\n{shown}\n\n"
-                f"Fix the bug. The repaired function must pass these tests and others like them, which you "
-                f"are not shown. {FORMAT_RULE} The answer is the whole repaired function in a ```python block. "
-                f"{SANDBOX_RULES}")
-        return Prompt((Message("user", text),))
+        return Prompt(self._worked_repair() + (Message("user", _solve_text(task)),))
+
+    def _worked_repair(self) -> tuple[Message, ...]:
+        source = worked_sum_task()
+        task = RepairTask(_WORKED_BUG, source.program, source.inputs, source.outputs, _WORKED_BUG_OUTPUTS,
+                          tuple(k for k, (e, a) in enumerate(zip(source.outputs, _WORKED_BUG_OUTPUTS)) if e != a))
+        return self._worked(_solve_text(task), "f(-5, -5) should be -10, but abs(b) turns -5 into 5: adding b itself fixes it.",
+                            fence("python", source.program))
 
     def check_job(self, task_type: TaskType, task: Task, answer: str) -> CheckJob | None:
         assert isinstance(task, RepairTask)
@@ -191,6 +206,21 @@ class BugRepair:
         assert isinstance(task, RepairTask)
         return {"program": clip(task.program), "original": clip(task.original),
                 "failing": [[task.inputs[k], task.outputs[k], task.actual[k]] for k in task.failing[:3]]}
+
+
+# The worked example's bug and what it returns on the sum's ten tests (written out: nothing
+# is evaluated here); only f(-5, -5) differs.
+_WORKED_BUG = "def f(a, b):\n    return a + abs(b)"
+_WORKED_BUG_OUTPUTS = ("3", "0", "12", "0", "30", "7", "101", "4", "0", "17")
+
+
+def _solve_text(task: RepairTask) -> str:
+    shown = "\n".join(f"f({task.inputs[k]}) should return {task.outputs[k]}, but returns {task.actual[k]}"
+                      for k in task.visible_failing)
+    return (f"This function has a bug:\n\n{fence('python', task.program)}\n\nFailing tests:\n{shown}\n\n"
+            f"Fix the bug. The repaired function must pass these tests and others like them, which you "
+            f"are not shown. {FORMAT_RULE} The answer is the whole repaired function in a ```python block. "
+            f"{SANDBOX_RULES}")
 
 
 def _same(expected: str, actual: str) -> bool:

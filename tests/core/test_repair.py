@@ -197,3 +197,27 @@ def test_a_run_of_bug_repair_alone_still_seeds_from_code_io_and_trains_two_group
     assert "valid_rate.deduction" not in rollout.metrics and "valid_rate.repair" in rollout.metrics
     assert rollout.metrics["valid_rate.repair"] == 0.0  # the scripted model writes no bug: every proposal rejected
     assert all(s.reward == -1.0 for s in rollout.samples if s.role is Role.PROPOSE)
+
+
+def test_the_worked_format_examples_follow_the_domains_own_rules():
+    """With formatExamples, each role's prompt starts with one worked turn: a bug that is a valid
+    proposal by the rules above, and its repair, the original program."""
+    from azr.domains.repair import _WORKED_BUG, _WORKED_BUG_OUTPUTS
+    from azr.parsing import parse_response, proposal_text
+    from azr.prompts import worked_sum_task
+
+    source = worked_sum_task()
+    plain, worked = BugRepair(), BugRepair(format_examples=1)
+    assert len(plain.propose_prompt(TaskType.REPAIR, [EVENS]).messages) == 1
+    user, assistant, _ = worked.propose_prompt(TaskType.REPAIR, [EVENS]).messages
+    assert user.role == "user" and source.program in user.content and assistant.role == "assistant"
+    reply = assistant.content.removeprefix("<think>")
+    proposed = worked.parse(TaskType.REPAIR, proposal_text(reply, parse_response(reply)), [source])
+    assert proposed.job.program == _WORKED_BUG
+    task = worked.task(TaskType.REPAIR, proposed, Validation(True, _WORKED_BUG_OUTPUTS))
+    assert task.failing == (8,)  # f(-5, -5)
+    user, assistant, _ = worked.solve_prompt(TaskType.REPAIR, task).messages
+    assert "f(-5, -5) should return -10, but returns 0" in user.content
+    job = worked.check_job(TaskType.REPAIR, task, parse_response(assistant.content.removeprefix("<think>")).answer)
+    assert job.answer == source.program
+    assert BugRepair.from_method(MethodSpec(format_examples=2)).format_examples == 2

@@ -67,3 +67,13 @@ def test_a_repair_is_graded_on_every_test_and_special_casing_the_shown_ones_fail
 def test_a_variant_that_fails_every_test_is_rejected_after_running(executor):
     with pytest.raises(Rejected, match="fails every test"):
         _propose(executor, "def f(xs):\n    return [x for x in xs if x % 2 == 0] + [0]")
+
+
+def test_the_worked_example_bug_returns_what_its_prompt_says(executor):
+    """The worked example's outputs are written out in the prompt module; the sandbox agrees."""
+    from azr.domains.repair import _WORKED_BUG, _WORKED_BUG_OUTPUTS
+    from azr.jobs import ValidationJob
+    from azr.prompts import worked_sum_task
+
+    (validation,) = executor.validate([ValidationJob(_WORKED_BUG, worked_sum_task().inputs)])
+    assert validation.valid and validation.outputs == _WORKED_BUG_OUTPUTS
