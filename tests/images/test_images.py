@@ -123,6 +123,7 @@ def test_the_operator_image_starts_kopf_on_the_handlers(docker, base_image):
     assert help_text.returncode == 0 and "--standalone" in help_text.stdout, help_text.stderr
 
 
+@pytest.mark.timeout(1800)  # the build, then a probe given 1200 s of its own; 600 s did not cover both on a slow day
 def test_the_cpu_image_serves_generate_as_the_kind_proposer_is_rendered(docker, compiler_base_image, tmp_path):
     image = build_image(docker, compiler_base_image, "cpu")
     container, spec_yaml = _rendered_container("proposer", "deploy/kind/selfplayrun-kind.yaml")

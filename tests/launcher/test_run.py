@@ -44,6 +44,14 @@ def metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def expected_samples(step: dict) -> int:
+    """TEST_SPEC's step: per code I/O type B = 2 proposals, and B solves when its buffer held
+    tasks (a step inserts its valid proposals before solving); bug repair (share 0.5) the same
+    with 1."""
+    per_type = {"abduction": 2, "deduction": 2, "induction": 2, "repair": 1}
+    return sum(n + (n if step[f"buffer.{t}"] > 0 else 0) for t, n in per_type.items())
+
+
 def service_pids(runner: subprocess.Popen, role: str) -> list[int]:
     return [c.pid for c in psutil.Process(runner.pid).children(recursive=True)
             if f"serve {role}" in " ".join(c.cmdline())]
@@ -99,10 +107,8 @@ def test_a_run_completes_a_step_and_survives_a_killed_executor(first_run):
     assert code == 0, output[-5000:]
     steps = metrics(run_dir)
     assert [m["step"] for m in steps] == [0, 1]
-    # Every sample once, the killed executor's batch included: B=2 proposals per type, and B
-    # solves per type whose buffer held tasks (a step inserts its valid proposals before solving).
-    solvable = sum(steps[1][f"buffer.{t}"] > 0 for t in ("abduction", "deduction", "induction"))
-    assert steps[1]["samples_trained"] == 3 * 2 + 2 * solvable
+    # Every sample once, the killed executor's batch included.
+    assert steps[1]["samples_trained"] == expected_samples(steps[1])
     assert (run_dir / "spec.yaml").exists() and (run_dir / "checkpoints" / "latest").read_text() == "step-000001"
     for role in ("executor", "proposer", "learner"):
         assert (run_dir / "logs" / f"{role}.log").exists()
@@ -147,9 +153,8 @@ def test_a_second_run_resumes_and_ctrl_c_stops_it_at_a_checkpoint(first_run, spe
     assert (run_dir / "logs" / "proposer.log").read_text().count("=== ") == 3, killed_in  # run 1, run 2, restart
     learner_log = (run_dir / "logs" / "learner.log").read_text()
     assert re.search(r"(proposer|solver) at \S+ serves an old policy; loading version 1", learner_log), killed_in
-    # Every sample once: B=2 proposals per type, and B solves per type whose buffer had tasks.
-    solvable = sum(steps[2][f"buffer.{t}"] > 0 for t in ("abduction", "deduction", "induction"))
-    assert steps[2]["samples_trained"] == 3 * 2 + 2 * solvable
+    # Every sample once.
+    assert steps[2]["samples_trained"] == expected_samples(steps[2])
     assert "continues from the last checkpoint" in output
     # Nothing of the run is left running.
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(run_dir) in " ".join(p.info["cmdline"] or [])]

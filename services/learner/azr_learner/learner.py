@@ -9,8 +9,8 @@
         one line of metrics.jsonl
 
 Synchronous mode runs these in order (docs/method.md, part 2). Asynchronous mode rolls out step
-t+1 in a second thread while step t trains; the rollout of step t may start only once the
-policy is at version t - 1 - maxPolicyLag, and any sample more than maxPolicyLag versions
+t+1 in a second thread while step t trains; the rollout of step t may start only once version
+t - 1 - maxPolicyLag is published to every replica, and any sample more than maxPolicyLag versions
 behind the policy being updated is dropped and counted (`dropped_stale`). Either way the TRR++
 advantages are computed once, over the samples that are trained.
 
@@ -96,6 +96,7 @@ class Learner:
         # Samples at most this many versions behind the policy being updated are trained on.
         self.max_lag = training.max_policy_lag if training.mode is RunMode.ASYNC else 0
         self.version = 0
+        self.published_version = 0  # the version every replica serves: `version` once its publish is done
         self.step = 0
         self._last_state: dict[str, Any] | None = None  # self-play state after the last completed step
         self._last_checkpointed = -1
@@ -112,6 +113,7 @@ class Learner:
                     self.status.update(phase=Phase.STOPPED.value)
                     return
             self.publisher.bring_all_up_to(self.version)
+            self.published_version = self.version
             if self.spec.training.mode is RunMode.ASYNC:
                 self._fit_async()
             else:
@@ -140,8 +142,11 @@ class Learner:
         def produce() -> None:
             try:
                 for step in range(self.step + 1, self.total_steps + 1):
-                    with version_changed:  # the policy lag bound, before any sample of `step` exists
-                        version_changed.wait_for(lambda s=step: self.version >= s - 1 - lag or self._halted())
+                    # The policy lag bound, before any sample of `step` exists. It waits for the
+                    # version to be published, not only trained: a rollout started in between
+                    # would sample from the replicas' older weights, and those samples be dropped.
+                    with version_changed:
+                        version_changed.wait_for(lambda s=step: self.published_version >= s - 1 - lag or self._halted())
                     if self._halted():
                         break
                     ready.put(self.selfplay.collect(step))
@@ -198,6 +203,7 @@ class Learner:
         self.status.update(phase=Phase.SYNC.value)
         t = time.perf_counter()
         self.publisher.publish(self.version)
+        self.published_version = self.version
         seconds[f"seconds.{Phase.SYNC.value}"] = time.perf_counter() - t
         if self.step % self.spec.training.checkpoint_every == 0 or self.step == self.total_steps:
             t = time.perf_counter()
