@@ -116,6 +116,12 @@ def parse_arguments(text: str) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def same_value(first: str, second: str) -> bool:
+    """Whether two literal texts hold the same value under strict equality: the same text is,
+    different text (set or dict order) is compared as values. Raises LiteralError."""
+    return first == second or strict_equal(parse_literal(first), parse_literal(second))
+
+
 def is_literal_value(value: Any, _depth: int = 0) -> bool:
     """True when `value` is built only from LITERAL_TYPES (exact types, no subclasses)."""
     if _depth > 100:

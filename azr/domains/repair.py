@@ -16,6 +16,7 @@ special-cases the inputs it was shown fails.
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import re
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 from azr.buffers import TaskBuffers
 from azr.domains import Proposed, Rejected
 from azr.jobs import CheckJob, Validation, ValidationJob
-from azr.literals import LiteralError, parse_literal, strict_equal
+from azr.literals import LiteralError, same_value
 from azr.metrics import clip
 from azr.parsing import THINK_PREFIX, ProposalError, fenced_blocks, solver_answer
 from azr.prompts import FORMAT_RULE, SANDBOX_RULES, Message, Prompt, fence, worked_induction_task, worked_sum_task
@@ -141,6 +142,7 @@ class BugRepair:
                 f"arguments. {SANDBOX_RULES}\n\n{FORMAT_RULE} The answer is the whole buggy function in a "
                 f"```python block, or a unified diff against the function above in a ```diff block.")
 
+    @functools.cache  # noqa: B019 - a frozen dataclass, a handful of instances: one set of turns each
     def _worked_proposal(self) -> tuple[Message, ...]:
         return self._worked(self._propose_text(worked_sum_task()),
                             "Taking the absolute value of b changes one line and matters only when b is negative: "
@@ -187,6 +189,7 @@ class BugRepair:
         assert isinstance(task, RepairTask)
         return Prompt(self._worked_repair() + (Message("user", _solve_text(task)),))
 
+    @functools.cache  # noqa: B019 - as above: built once, not once per solver prompt
     def _worked_repair(self) -> tuple[Message, ...]:
         source = worked_sum_task()
         task = RepairTask(_WORKED_BUG, source.program, source.inputs, source.outputs, _WORKED_BUG_OUTPUTS,
@@ -224,9 +227,7 @@ def _solve_text(task: RepairTask) -> str:
 
 
 def _same(expected: str, actual: str) -> bool:
-    if expected == actual:
-        return True
     try:
-        return strict_equal(parse_literal(expected), parse_literal(actual))
+        return same_value(expected, actual)
     except LiteralError:
         return False

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from azr.jobs import CheckJob, Validation, ValidationJob, Verdict
-from azr.literals import LiteralError, parse_arguments, parse_literal, strict_equal
+from azr.literals import LiteralError, parse_arguments, parse_literal, same_value, strict_equal
 from azr.programs import EntryFunctionRule, ErrorKind, check_program
 from azr.tasks import TaskType
 from azr_executor.pool import JobFuture, SandboxPool, ShippedCode, make_job
@@ -135,15 +135,10 @@ def _failed(run: dict[str, Any]) -> bool:
     return "error" in run or "output" not in run
 
 
-def _same_value(first: str, second: str) -> bool:
-    """The same text is the same value; different text (set or dict order) is compared as values."""
-    return first == second or strict_equal(parse_literal(first), parse_literal(second))
-
-
 def _carried_state(run: dict[str, Any]) -> str:
     """Why the later calls of one run disagree with its first, or ''."""
     for call, text in enumerate(run.get("again", ()), 2):
-        if not _same_value(run["output"], text):
+        if not same_value(run["output"], text):
             return f"call {call} in one process returned {text[:80]} after {run['output'][:80]}: f keeps state across calls"
     return ""
 
