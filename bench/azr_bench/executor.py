@@ -19,6 +19,7 @@ import json
 import os
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,20 +81,21 @@ def _drain(results) -> list[str]:
 
 
 def ours_throughput(items: list[tuple[str, str]], mode: str, workers: int, timeout: float, batch: int,
-                    calls: int = 2) -> Side:
+                    calls: int = 2, in_flight: int = 1) -> Side:
+    """Requests of `batch` validations, `in_flight` at once, as the learner's client sends them
+    (one request waits for its slowest run; others keep the sandbox busy meanwhile)."""
     from azr.jobs import ValidationJob
     from azr.programs import ErrorKind
     from azr_executor.engine import Executor, Limits
     from azr_executor.pool import SandboxPool
 
     validate_items = [ValidationJob(p, (i,)) for p, i in items]
-    with SandboxPool(mode, workers=workers) as pool:
+    requests = [validate_items[offset:offset + batch] for offset in range(0, len(validate_items), batch)]
+    with SandboxPool(mode, workers=workers) as pool, ThreadPoolExecutor(max(1, in_flight)) as client:
         executor = Executor(pool, Limits(timeout_seconds=timeout, calls=calls))
         executor.validate(validate_items[: workers * 4])  # warm the workers
         start = time.perf_counter()
-        results = []
-        for offset in range(0, len(validate_items), batch):
-            results += executor.validate(validate_items[offset:offset + batch])
+        results = [r for part in client.map(executor.validate, requests) for r in part]
         elapsed = time.perf_counter() - start
     kinds = [r.error_kind for r in results]
     return Side(len(items) / elapsed, sum(r.valid for r in results), kinds.count(ErrorKind.TIMEOUT), kinds.count(ErrorKind.CRASHED))
@@ -116,7 +118,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=10, help="passes over the file")
     parser.add_argument("--workers", type=int, default=4, help="sandbox workers (the reference pool gets one per CPU)")
     parser.add_argument("--sandbox", choices=["gvisor", "process", "both"], default="both")
-    parser.add_argument("--batch", type=int, default=256, help="validations per Validate call")
+    parser.add_argument("--batch", type=int, default=256, help="validations per Validate call (the learner's client sends 256)")
+    parser.add_argument("--in-flight", type=int, default=4,
+                        help="Validate calls at once (default 4, as the learner's client; 1: one after another)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program run, both sides (default 10)")
     parser.add_argument("--calls", type=int, default=2, help="calls of f per run on our side (default 2; 1 shows what the second costs)")
@@ -129,13 +133,15 @@ def run(args: argparse.Namespace) -> int:
     items = load_programs(args.programs, args.repeat)
     modes = ["process", "gvisor"] if args.sandbox == "both" else [args.sandbox]
     print(f"programs: {args.programs} ({len(items)} validations), sandbox workers: {args.workers}, "
-          f"cpus: {os.cpu_count()}, rounds: {args.rounds}, timeout: {args.timeout:g} s, calls per run: {args.calls}")
+          f"cpus: {os.cpu_count()}, rounds: {args.rounds}, timeout: {args.timeout:g} s, calls per run: {args.calls}, "
+          f"requests: {args.batch} validations, {args.in_flight} in flight")
     sides: dict[str, list[Side]] = {name: [] for name in (["reference"] if not args.no_baseline else []) + modes}
     for round_ in range(args.rounds):
         if not args.no_baseline:
             sides["reference"].append(reference_throughput(items, os.cpu_count() or 2, args.timeout))
         for mode in modes:
-            sides[mode].append(ours_throughput(items, mode, max(2, args.workers), args.timeout, args.batch, args.calls))
+            sides[mode].append(ours_throughput(items, mode, max(2, args.workers), args.timeout, args.batch, args.calls,
+                                               args.in_flight))
         print(f"round {round_ + 1}: " + "  ".join(f"{k}={v[-1].rate:.0f}/s" for k, v in sides.items()))
     for name, runs in sides.items():
         last = runs[-1]

@@ -21,6 +21,7 @@ import json
 import logging
 import marshal
 import os
+import resource  # imported here, not in _confine: after the chroot this process's own stdlib may be gone
 import shutil
 import struct
 import subprocess
@@ -153,8 +154,6 @@ class SandboxPool:
         else:
             # Unprivileged: a user + network namespace where the kernel allows it; rlimits always.
             libc.unshare(CLONE_NEWNET | 0x10000000)
-        import resource
-
         resource.setrlimit(resource.RLIMIT_NPROC, (512, 512))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
