@@ -1,5 +1,6 @@
 """Validation of proposals (docs/method.md, part 4), through the real sandbox."""
 
+import threading
 from dataclasses import replace
 
 import pytest
@@ -163,3 +164,29 @@ def test_results_from_the_sandbox_are_normalised():
     assert clean_result({"id": 1, "error": "rm -rf", "message": "x"})["error"] == "sandbox"
     assert clean_result({"id": 1, "error": "timeout", "message": ["x"]}) == {"id": 1, "error": "timeout", "message": ""}
     assert len(clean_result({"id": 1, "error": "runtime", "message": "x" * 10**6})["message"]) == 1000
+
+
+def test_requests_in_flight_at_once_all_finish(pool):
+    """Several large requests at once, as the learner's client sends them: the sandbox's stdin
+    and stdout pipes fill up both ways, and every request still finishes (a thread that wrote
+    to a full pipe while holding the pool's lock once stopped the reader for good)."""
+    executor = Executor(pool, FAST_LIMITS)
+    programs = [f"def f(x):\n    pad = '{'p' * 4000}'\n    return x + {k}" for k in range(256)]
+    answers, failures = [], []
+
+    def client(offset):
+        try:
+            for _ in range(4):
+                answers.append(executor.validate([ValidationJob(p, (str(offset),)) for p in programs]))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not failures
+    assert not any(thread.is_alive() for thread in threads), "requests hung: the pool stopped reading results"
+    assert len(answers) == 16 and all(r.valid for batch in answers for r in batch)
+    assert sorted(batch[5].outputs for batch in answers) == sorted([(str(n + 5),) for n in range(4)] * 4)

@@ -99,6 +99,48 @@ class JobFuture:
         return self._result
 
 
+class _Outbox:
+    """Frames on their way to the sandbox's stdin, written by a thread of their own.
+
+    Whoever submits only queues: a write to a full pipe must never block a thread that holds
+    the pool's lock, or the reader thread (which takes the lock for each result) stops
+    draining the sandbox's stdout, the sandbox stops reading its stdin, and both wait forever."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._frames: list[bytes] = []
+        self._ready = threading.Condition(threading.Lock())
+        self._closed = False
+        threading.Thread(target=self._write, daemon=True, name="sandbox-writer").start()
+
+    def put(self, frame: bytes) -> None:
+        with self._ready:
+            if not self._closed:
+                self._frames.append(frame)
+                self._ready.notify()
+
+    def close(self) -> None:
+        """Drop what is unwritten and stop; the process behind the stream is going away."""
+        with self._ready:
+            self._closed = True
+            self._frames.clear()
+            self._ready.notify()
+
+    def _write(self) -> None:
+        while True:
+            with self._ready:
+                while not self._frames and not self._closed:
+                    self._ready.wait()
+                if self._closed:
+                    return
+                data, self._frames = b"".join(self._frames), []
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):
+                return  # the sandbox is gone: the reader thread sees it, restarts it, re-sends its jobs
+
+
 def runsc_available() -> bool:
     return shutil.which("runsc") is not None
 
@@ -121,6 +163,7 @@ class SandboxPool:
         self._lock = threading.Lock()      # guards _proc, _pending and writes to the host
         self._pending: dict[int, tuple[dict[str, Any], JobFuture, int]] = {}
         self._proc: subprocess.Popen | None = None
+        self._outbox: _Outbox | None = None
         self._closed = False
         self.restarts = 0
         with self._lock:
@@ -174,6 +217,7 @@ class SandboxPool:
             proc.kill()
             raise SandboxError(f"unexpected first frame from the sandbox: {first!r}")
         self._proc = proc
+        self._outbox = _Outbox(proc.stdin)
         threading.Thread(target=self._drain_stderr, args=(proc,), daemon=True).start()
         threading.Thread(target=self._read_results, args=(proc,), daemon=True, name="sandbox-reader").start()
 
@@ -210,6 +254,9 @@ class SandboxPool:
                 return
             log.warning("sandbox exited (%s); restarting and re-running %d jobs", reason, len(self._pending))
             proc.kill()
+            if self._outbox is not None:
+                self._outbox.close()
+            self._proc = self._outbox = None  # until a start succeeds: then submit tries again
             self.restarts += 1
             retry = []
             for job_id, (job, future, attempts) in list(self._pending.items()):
@@ -232,13 +279,10 @@ class SandboxPool:
             future.set_result(result)
 
     def _send(self, jobs: list[dict[str, Any]]) -> None:
-        assert self._proc is not None and self._proc.stdin is not None
+        """Queue a frame for the sandbox (the caller holds the lock); it never blocks."""
+        assert self._outbox is not None
         data = marshal.dumps(jobs)
-        try:
-            self._proc.stdin.write(_HEADER.pack(len(data)) + data)
-            self._proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # the reader thread sees the exit and re-runs these jobs
+        self._outbox.put(_HEADER.pack(len(data)) + data)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -249,6 +293,8 @@ class SandboxPool:
         with self._lock:
             if self._closed:
                 raise SandboxError("the sandbox pool is closed")
+            if self._proc is None:  # its last restart failed
+                self._start()
             for job in jobs:
                 job = dict(job, id=next(self._ids))
                 future = JobFuture(job["id"])
@@ -282,6 +328,8 @@ class SandboxPool:
             self._closed = True
             proc, self._proc = self._proc, None
             waiting, self._pending = self._pending, {}
+            if self._outbox is not None:
+                self._outbox.close()
         for job_id, (_, future, _) in waiting.items():
             future.set_result({"id": job_id, "error": "sandbox", "message": "the sandbox pool was closed"})
         if proc is not None:
