@@ -114,13 +114,18 @@ def load_programs(path: Path, repeat: int) -> list[tuple[str, str]]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from azr_learner.clients import EXECUTOR_BATCH, EXECUTOR_PARALLEL  # what the learner sends
+
     parser.add_argument("--programs", type=Path, default=DEFAULT_PROGRAMS, help="JSON lines {program, input}")
-    parser.add_argument("--repeat", type=int, default=10, help="passes over the file")
+    parser.add_argument("--repeat", type=int, default=40,
+                        help="passes over the file (default 40: 6,040 validations of the default file, a few seconds a "
+                             "round, so that starting and draining the sandbox's queue weigh little)")
     parser.add_argument("--workers", type=int, default=4, help="sandbox workers (the reference pool gets one per CPU)")
     parser.add_argument("--sandbox", choices=["gvisor", "process", "both"], default="both")
-    parser.add_argument("--batch", type=int, default=256, help="validations per Validate call (the learner's client sends 256)")
-    parser.add_argument("--in-flight", type=int, default=4,
-                        help="Validate calls at once (default 4, as the learner's client; 1: one after another)")
+    parser.add_argument("--batch", type=int, default=EXECUTOR_BATCH,
+                        help=f"validations per Validate call (default {EXECUTOR_BATCH}, as the learner's client)")
+    parser.add_argument("--in-flight", type=int, default=EXECUTOR_PARALLEL,
+                        help=f"Validate calls at once (default {EXECUTOR_PARALLEL}, as the learner's client; 1: one after another)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per program run, both sides (default 10)")
     parser.add_argument("--calls", type=int, default=2, help="calls of f per run on our side (default 2; 1 shows what the second costs)")

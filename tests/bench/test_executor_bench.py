@@ -6,8 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 
-def test_a_file_with_looping_and_crashing_programs_is_measured_on_both_sides(tmp_path):
+
+@pytest.mark.parametrize("in_flight", ["1", "3"])  # with --batch 1, three requests at once
+def test_a_file_with_looping_and_crashing_programs_is_measured_on_both_sides(tmp_path, in_flight):
     programs = tmp_path / "programs.jsonl"
     programs.write_text("".join(json.dumps({"program": p, "input": "3"}) + "\n" for p in (
         "def f(x):\n    return x * 2",
@@ -16,7 +19,8 @@ def test_a_file_with_looping_and_crashing_programs_is_measured_on_both_sides(tmp
         "def f(x):\n    return 1 // (x - 3)",
     )))
     result = subprocess.run([sys.executable, "-m", "azr_launcher.cli", "bench", "executor", "--programs", str(programs),
-                             "--repeat", "1", "--rounds", "1", "--sandbox", "process", "--workers", "2", "--timeout", "1"],
+                             "--repeat", "1", "--rounds", "1", "--sandbox", "process", "--workers", "2", "--timeout", "1",
+                             "--batch", "1", "--in-flight", in_flight],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
