@@ -24,7 +24,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 # The distribution's own interpreter of the venv's Python version: the sandbox runs it where it is
-# faster (Debian's is built with PGO and a static libpython; docs/executor.md, "The sandbox's interpreter").
+# faster (Debian's optimised build, with libpython linked in; docs/executor.md, "The sandbox's interpreter").
 py_version=$("${PYTHON:-python3}" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 if [ ! -x "/usr/bin/python$py_version" ] && apt-cache show "python$py_version" >/dev/null 2>&1; then
   missing+=("python$py_version")
