@@ -74,3 +74,17 @@ def test_dtype_and_memory_share_defaults_follow_the_device(monkeypatch):
     assert (default_memory_fraction(False), default_memory_fraction(True)) == (0.3, 0.9)
     monkeypatch.setenv("AZR_VLLM_MEMORY_FRACTION", "0.2")
     assert default_memory_fraction(False) == 0.2
+
+
+def test_a_cpu_memory_fraction_is_of_the_machine_even_where_the_numa_node_reports_less():
+    """vLLM's CPU backend reads its fraction as a share of one NUMA node; ours is of the machine's
+    RAM (one dev machine's node reported 20.2 of its 23.5 GiB, and the preset's KV cache vanished)."""
+    import psutil
+    from vllm.utils.cpu_resource_utils import get_allowed_cpu_list, get_cgroup_memory_limit, get_memory_node_info
+
+    from azr_generation.engines import cpu_memory_utilization
+
+    node = get_memory_node_info(get_allowed_cpu_list()[0].numa_node).total_memory
+    machine = min(psutil.virtual_memory().total, get_cgroup_memory_limit() or float("inf"))
+    assert cpu_memory_utilization(0.1) * node == pytest.approx(0.1 * machine, rel=1e-6)  # the same bytes
+    assert cpu_memory_utilization(0.99) == 0.95  # never all of a node

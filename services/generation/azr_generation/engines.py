@@ -71,6 +71,22 @@ def default_memory_fraction(on_gpu: bool) -> float:
     return float(os.environ.get("AZR_VLLM_MEMORY_FRACTION", "0.9" if on_gpu else "0.3"))
 
 
+def cpu_memory_utilization(fraction: float) -> float:
+    """`fraction` of the machine's RAM as vLLM's CPU backend reads it: a share of the memory of
+    the NUMA node it runs on (within a cgroup limit, when there is one). Some VMs report a node
+    smaller than the machine (20.2 of 23.5 GiB on one dev machine), where the preset's 0.2 then
+    left the KV cache no room at all; the same bytes are a larger share of such a node."""
+    import psutil
+    from vllm.utils.cpu_resource_utils import get_allowed_cpu_list, get_cgroup_memory_limit, get_memory_node_info
+
+    machine = psutil.virtual_memory().total
+    limit = get_cgroup_memory_limit()
+    if limit is not None:
+        machine = min(machine, limit)
+    node = get_memory_node_info(get_allowed_cpu_list()[0].numa_node).total_memory
+    return min(0.95, fraction * machine / node)
+
+
 def cpu_scheduling(max_model_len: int) -> dict:
     """A prompt prefilled over several steps has its sampled token thrown away, and vLLM then
     rewinds a seeded request's generator, which a CPU generator cannot do: the whole batch
@@ -96,8 +112,9 @@ class VllmEngine(Engine):
             # Whatever touched CUDA in this process before (a caller's torch code), the engine
             # process must not be forked from it.
             os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+        fraction = memory_fraction or default_memory_fraction(on_gpu)
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
-                       gpu_memory_utilization=memory_fraction or default_memory_fraction(on_gpu),
+                       gpu_memory_utilization=fraction if on_gpu else cpu_memory_utilization(fraction),
                        **({} if on_gpu else cpu_scheduling(max_model_len)),
                        worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
         self.tokenizer = self.llm.get_tokenizer()
