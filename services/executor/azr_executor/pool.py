@@ -160,7 +160,7 @@ class SandboxPool:
         self.rootfs = ensure_rootfs()
         self._ids = itertools.count(1)
         self._starts = itertools.count(1)
-        self._lock = threading.Lock()      # guards _proc, _pending and writes to the host
+        self._lock = threading.Lock()      # guards _proc, _outbox and _pending (frames queue in order)
         self._pending: dict[int, tuple[dict[str, Any], JobFuture, int]] = {}
         self._proc: subprocess.Popen | None = None
         self._outbox: _Outbox | None = None

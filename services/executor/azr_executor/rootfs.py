@@ -93,12 +93,9 @@ def describe(executable: str | os.PathLike) -> SandboxPython | None:
 def _candidates() -> list[Path]:
     """This process's interpreter first, then the system's of the same version."""
     name = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    paths = [Path(os.path.realpath(sys.executable))]
-    for folder in ("/usr/bin", "/usr/local/bin"):
-        path = Path(folder) / name
-        if path.is_file() and os.access(path, os.X_OK) and Path(os.path.realpath(path)) not in paths:
-            paths.append(Path(os.path.realpath(path)))
-    return paths
+    paths = [sys.executable, f"/usr/bin/{name}", f"/usr/local/bin/{name}"]
+    real = [Path(os.path.realpath(p)) for p in paths if os.access(p, os.X_OK)]
+    return list(dict.fromkeys(real))  # in order, each binary once
 
 
 @functools.cache
@@ -112,10 +109,11 @@ def sandbox_python() -> SandboxPython:
             raise RuntimeError(f"{SANDBOX_PYTHON_ENV}={explicit}: not an interpreter that loads Python "
                                f"{sys.version_info[0]}.{sys.version_info[1]}'s bytecode (the trusted side compiles every program)")
         return chosen
-    described = [d for d in map(describe, _candidates()) if d is not None]
-    if not described:  # this process's interpreter could not even run the probe: run it as it is
-        return SandboxPython(Path(os.path.realpath(sys.executable)), sys.version, _own_stdlib(), 0.0)
-    own, chosen = described[0], min(described, key=lambda d: d.seconds)
+    candidates = _candidates()
+    described = {path: describe(path) for path in candidates}
+    # this process's own; if it could not even run the probe, any other that could is better
+    own = described[candidates[0]] or SandboxPython(candidates[0], sys.version, _own_stdlib(), float("inf"))
+    chosen = min((d for d in described.values() if d is not None), key=lambda d: d.seconds, default=own)
     if chosen.seconds > own.seconds * FASTER_BY:
         chosen = own
     log.info("sandbox interpreter: %s (probe %.1f ms; this process's %s: %.1f ms)",
