@@ -40,12 +40,17 @@ def test_ten_inputs_for_induction_all_must_run(executor):
 
 
 @pytest.mark.parametrize("program, input_text", [
-    # Hash order of strings differs between the two runs' hash seeds.
-    ("def f(words):\n    return list(set(words))", "['apple', 'banana', 'cherry', 'date', 'elder', 'fig', 'grape']"),
-    ("def f(x):\n    return ''.join({c: 0 for c in set(x)})", "'abcdefghij'"),
+    # The lanes' hash seeds are random, so each case must make agreement by chance negligible:
+    # `hash(...) % 97` once agreed in CI (a 1-in-97 chance), which is the method's own limit,
+    # not a bug. Sixteen strings' set order, 26 letters' order, a full hash and an address
+    # agree between two seeds with chances far below one in a billion.
+    ("def f(words):\n    return list(set(words))",
+     repr(["apple", "banana", "cherry", "date", "elder", "fig", "grape", "kiwi", "lemon", "mango",
+           "nectarine", "olive", "peach", "quince", "rhubarb", "sloe"])),
+    ("def f(x):\n    return ''.join({c: 0 for c in set(x)})", "'abcdefghijklmnopqrstuvwxyz'"),
     # Object identities differ between processes.
-    ("def f(x):\n    return id(x) % 1000", "[1]"),
-    ("def f(x):\n    return hash('salt' + x) % 97", "'a'"),
+    ("def f(x):\n    return id(x)", "[1]"),
+    ("def f(x):\n    return hash('salt' + x)", "'a'"),
 ])
 def test_nondeterminism_is_caught_by_two_runs_with_different_hash_seeds(executor, program, input_text):
     r = _one(executor, program, input_text)
