@@ -50,6 +50,11 @@ class OldLogProbs(str, enum.Enum):
     ENGINE = "engine"        # the engine's own log-probs: exact at temperature 1 and top-p 1 in float32
 
 
+class WeightSync(str, enum.Enum):
+    DISK = "disk"  # a safetensors folder on the shared volume; each replica reloads it (the default)
+    NCCL = "nccl"  # learner rank 0 broadcasts into every engine worker: NCCL on GPUs, gloo on CPUs
+
+
 class DType(str, enum.Enum):
     AUTO = "auto"
     FLOAT32 = "float32"
@@ -133,6 +138,9 @@ class TrainingSpec(_Model):
     precision: DType = DType.BFLOAT16
     mode: RunMode = RunMode.SYNC
     max_policy_lag: int = Field(1, ge=1)
+    weight_sync: WeightSync = Field(WeightSync.DISK, description=(
+        "how new weights reach the proposer and solver: disk (a folder each replica reloads) or nccl "
+        "(a broadcast from the learner into vLLM's workers; disk is the fallback; docs/weight-sync.md)"))
     checkpoint_every: int = Field(10, ge=1)
     keep_checkpoints: int = Field(2, ge=1)
     seed: int = 0

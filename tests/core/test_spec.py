@@ -5,7 +5,7 @@ import yaml
 
 from azr.advantages import AdvantageWeighting
 from azr.buffers import Eviction
-from azr.spec import SelfPlayRun, SpecError, load_run, parse_run
+from azr.spec import SelfPlayRun, SpecError, WeightSync, load_run, parse_run
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("selfplayrun-*.yaml"))
 
@@ -31,6 +31,7 @@ def test_defaults_are_the_azr_values():
     assert (t.steps, t.learning_rate, t.clip_ratio, t.entropy_coeff, t.mini_batches, t.grad_clip) == (500, 1e-6, 0.2, 0.001, 3, 1.0)
     assert spec.executor.timeout_seconds == 10.0 and spec.executor.memory_mib == 512
     assert m.output_max_chars == 400
+    assert t.weight_sync is WeightSync.DISK
 
 
 def test_cpu_preset_is_sized_for_a_small_machine():
@@ -56,6 +57,7 @@ def _base(**spec):
     (_base(method={"refernces": 3}), "spec.method.refernces: Extra inputs are not permitted"),
     (_base(executor={"sandbox": "docker"}), "spec.executor.sandbox"),
     (_base(training={"zeroStage": 5}), "spec.training.zeroStage"),
+    (_base(training={"weightSync": "nvlink"}), "spec.training.weightSync: Input should be 'disk' or 'nccl'"),
     (_base(solver={"shareWith": "learner"}), "spec.solver.shareWith"),
     (_base(proposer={"memoryFraction": 1.5}), "spec.proposer.memoryFraction: Input should be less than or equal to 1"),
     ({**_base(), "kind": "Pod"}, "kind"),

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61zr/v1/generator.proto\x12\x06\x61zr.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"W\n\x06Prompt\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.azr.v1.ChatMessage\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x18\n\x10\x61ssistant_prefix\x18\x03 \x01(\t\"\x7f\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x01\x12\r\n\x05top_p\x18\x02 \x01(\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08has_seed\x18\x05 \x01(\x08\x12\x15\n\rskip_logprobs\x18\x06 \x01(\x08\"\x84\x01\n\nCompletion\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\"!\n\x0cPromptTokens\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\"g\n\x0fGenerateRequest\x12\x1f\n\x07prompts\x18\x01 \x03(\x0b\x32\x0e.azr.v1.Prompt\x12(\n\x08sampling\x18\x02 \x01(\x0b\x32\x16.azr.v1.SamplingParams\x12\t\n\x01n\x18\x03 \x01(\x05\"\x80\x01\n\x10GenerateResponse\x12\'\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x12.azr.v1.Completion\x12+\n\rprompt_tokens\x18\x02 \x03(\x0b\x32\x14.azr.v1.PromptTokens\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\"E\n\x14UpdateWeightsRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06resume\x18\x03 \x01(\x08\"9\n\x15UpdateWeightsResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\x18\n\x16GeneratorStatusRequest\"e\n\x0fGeneratorStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x03\x12\r\n\x05ready\x18\x05 \x01(\x08\x32\xde\x01\n\tGenerator\x12=\n\x08Generate\x12\x17.azr.v1.GenerateRequest\x1a\x18.azr.v1.GenerateResponse\x12L\n\rUpdateWeights\x12\x1c.azr.v1.UpdateWeightsRequest\x1a\x1d.azr.v1.UpdateWeightsResponse\x12\x44\n\tGetStatus\x12\x1e.azr.v1.GeneratorStatusRequest\x1a\x17.azr.v1.GeneratorStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61zr/v1/generator.proto\x12\x06\x61zr.v1\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"W\n\x06Prompt\x12%\n\x08messages\x18\x01 \x03(\x0b\x32\x13.azr.v1.ChatMessage\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x18\n\x10\x61ssistant_prefix\x18\x03 \x01(\t\"\x7f\n\x0eSamplingParams\x12\x13\n\x0btemperature\x18\x01 \x01(\x01\x12\r\n\x05top_p\x18\x02 \x01(\x01\x12\x12\n\nmax_tokens\x18\x03 \x01(\x05\x12\x0c\n\x04seed\x18\x04 \x01(\x03\x12\x10\n\x08has_seed\x18\x05 \x01(\x08\x12\x15\n\rskip_logprobs\x18\x06 \x01(\x08\"\x84\x01\n\nCompletion\x12\x14\n\x0cprompt_index\x18\x01 \x01(\x05\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x11\n\ttoken_ids\x18\x03 \x03(\x05\x12\x10\n\x08logprobs\x18\x04 \x03(\x02\x12\x15\n\rfinish_reason\x18\x05 \x01(\t\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x03\"!\n\x0cPromptTokens\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\"g\n\x0fGenerateRequest\x12\x1f\n\x07prompts\x18\x01 \x03(\x0b\x32\x0e.azr.v1.Prompt\x12(\n\x08sampling\x18\x02 \x01(\x0b\x32\x16.azr.v1.SamplingParams\x12\t\n\x01n\x18\x03 \x01(\x05\"\x80\x01\n\x10GenerateResponse\x12\'\n\x0b\x63ompletions\x18\x01 \x03(\x0b\x32\x12.azr.v1.Completion\x12+\n\rprompt_tokens\x18\x02 \x03(\x0b\x32\x14.azr.v1.PromptTokens\x12\x16\n\x0epolicy_version\x18\x03 \x01(\x03\"\x88\x01\n\x14UpdateWeightsRequest\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0c\n\x04path\x18\x02 \x01(\t\x12*\n\tbroadcast\x18\x04 \x01(\x0b\x32\x17.azr.v1.WeightBroadcast\x12\x0e\n\x06resume\x18\x03 \x01(\x08\x12\x15\n\rvalidate_only\x18\x05 \x01(\x08\"\xac\x01\n\x0fWeightBroadcast\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x16\n\x0emaster_address\x18\x03 \x01(\t\x12\x13\n\x0bmaster_port\x18\x04 \x01(\x05\x12\x12\n\nworld_size\x18\x05 \x01(\x05\x12\x13\n\x0brank_offset\x18\x06 \x01(\x05\x12#\n\x07tensors\x18\x07 \x03(\x0b\x32\x12.azr.v1.TensorMeta\"8\n\nTensorMeta\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\"9\n\x15UpdateWeightsResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\x18\n\x16GeneratorStatusRequest\"\xaf\x01\n\x0fGeneratorStatus\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x16\n\x0epolicy_version\x18\x04 \x01(\x03\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x18\n\x10transfer_backend\x18\x06 \x01(\t\x12\x16\n\x0etransfer_ranks\x18\x07 \x01(\x05\x12\x16\n\x0etransfer_group\x18\x08 \x01(\t2\xde\x01\n\tGenerator\x12=\n\x08Generate\x12\x17.azr.v1.GenerateRequest\x1a\x18.azr.v1.GenerateResponse\x12L\n\rUpdateWeights\x12\x1c.azr.v1.UpdateWeightsRequest\x1a\x1d.azr.v1.UpdateWeightsResponse\x12\x44\n\tGetStatus\x12\x1e.azr.v1.GeneratorStatusRequest\x1a\x17.azr.v1.GeneratorStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,14 +46,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GENERATEREQUEST']._serialized_end=571
   _globals['_GENERATERESPONSE']._serialized_start=574
   _globals['_GENERATERESPONSE']._serialized_end=702
-  _globals['_UPDATEWEIGHTSREQUEST']._serialized_start=704
-  _globals['_UPDATEWEIGHTSREQUEST']._serialized_end=773
-  _globals['_UPDATEWEIGHTSRESPONSE']._serialized_start=775
-  _globals['_UPDATEWEIGHTSRESPONSE']._serialized_end=832
-  _globals['_GENERATORSTATUSREQUEST']._serialized_start=834
-  _globals['_GENERATORSTATUSREQUEST']._serialized_end=858
-  _globals['_GENERATORSTATUS']._serialized_start=860
-  _globals['_GENERATORSTATUS']._serialized_end=961
-  _globals['_GENERATOR']._serialized_start=964
-  _globals['_GENERATOR']._serialized_end=1186
+  _globals['_UPDATEWEIGHTSREQUEST']._serialized_start=705
+  _globals['_UPDATEWEIGHTSREQUEST']._serialized_end=841
+  _globals['_WEIGHTBROADCAST']._serialized_start=844
+  _globals['_WEIGHTBROADCAST']._serialized_end=1016
+  _globals['_TENSORMETA']._serialized_start=1018
+  _globals['_TENSORMETA']._serialized_end=1074
+  _globals['_UPDATEWEIGHTSRESPONSE']._serialized_start=1076
+  _globals['_UPDATEWEIGHTSRESPONSE']._serialized_end=1133
+  _globals['_GENERATORSTATUSREQUEST']._serialized_start=1135
+  _globals['_GENERATORSTATUSREQUEST']._serialized_end=1159
+  _globals['_GENERATORSTATUS']._serialized_start=1162
+  _globals['_GENERATORSTATUS']._serialized_end=1337
+  _globals['_GENERATOR']._serialized_start=1340
+  _globals['_GENERATOR']._serialized_end=1562
 # @@protoc_insertion_point(module_scope)

@@ -84,14 +84,46 @@ class GenerateResponse(_message.Message):
     def __init__(self, completions: _Optional[_Iterable[_Union[Completion, _Mapping]]] = ..., prompt_tokens: _Optional[_Iterable[_Union[PromptTokens, _Mapping]]] = ..., policy_version: _Optional[int] = ...) -> None: ...
 
 class UpdateWeightsRequest(_message.Message):
-    __slots__ = ("version", "path", "resume")
+    __slots__ = ("version", "path", "broadcast", "resume", "validate_only")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    BROADCAST_FIELD_NUMBER: _ClassVar[int]
     RESUME_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     version: int
     path: str
+    broadcast: WeightBroadcast
     resume: bool
-    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, version: _Optional[int] = ..., path: _Optional[str] = ..., broadcast: _Optional[_Union[WeightBroadcast, _Mapping]] = ..., resume: _Optional[bool] = ..., validate_only: _Optional[bool] = ...) -> None: ...
+
+class WeightBroadcast(_message.Message):
+    __slots__ = ("backend", "group", "master_address", "master_port", "world_size", "rank_offset", "tensors")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    MASTER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
+    WORLD_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RANK_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    group: str
+    master_address: str
+    master_port: int
+    world_size: int
+    rank_offset: int
+    tensors: _containers.RepeatedCompositeFieldContainer[TensorMeta]
+    def __init__(self, backend: _Optional[str] = ..., group: _Optional[str] = ..., master_address: _Optional[str] = ..., master_port: _Optional[int] = ..., world_size: _Optional[int] = ..., rank_offset: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[TensorMeta, _Mapping]]] = ...) -> None: ...
+
+class TensorMeta(_message.Message):
+    __slots__ = ("name", "dtype", "shape")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UpdateWeightsResponse(_message.Message):
     __slots__ = ("version", "seconds")
@@ -106,15 +138,21 @@ class GeneratorStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GeneratorStatus(_message.Message):
-    __slots__ = ("role", "model", "engine", "policy_version", "ready")
+    __slots__ = ("role", "model", "engine", "policy_version", "ready", "transfer_backend", "transfer_ranks", "transfer_group")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_BACKEND_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_RANKS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_GROUP_FIELD_NUMBER: _ClassVar[int]
     role: str
     model: str
     engine: str
     policy_version: int
     ready: bool
-    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., engine: _Optional[str] = ..., policy_version: _Optional[int] = ..., ready: _Optional[bool] = ...) -> None: ...
+    transfer_backend: str
+    transfer_ranks: int
+    transfer_group: str
+    def __init__(self, role: _Optional[str] = ..., model: _Optional[str] = ..., engine: _Optional[str] = ..., policy_version: _Optional[int] = ..., ready: _Optional[bool] = ..., transfer_backend: _Optional[str] = ..., transfer_ranks: _Optional[int] = ..., transfer_group: _Optional[str] = ...) -> None: ...
