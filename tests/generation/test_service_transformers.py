@@ -22,6 +22,7 @@ def served(transformers_engine, model_path):
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    service.address = f"127.0.0.1:{port}"  # for the learner's client
     yield service, generator_pb2_grpc.GeneratorStub(channel), str(model_path)
     channel.close()
     server.stop(grace=None)
@@ -61,3 +62,27 @@ def test_an_engine_failure_is_unavailable_and_the_server_recovers(served, transf
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE and "injected engine failure" in info.value.details()
     assert len(stub.Generate(_request(), timeout=120).completions) == 2  # the next request is served
 
+
+
+def test_a_replica_that_loads_from_disk_only_refuses_a_broadcast_and_the_learner_falls_back(served, transformers_engine):
+    import torch
+
+    from azr_learner.broadcast import BroadcastError, WeightBroadcaster
+    from azr_learner.clients import GeneratorClient
+
+    service, stub, path = served
+    service.attach(transformers_engine, path)
+    status = stub.GetStatus(generator_pb2.GeneratorStatusRequest(), timeout=30)
+    assert (status.transfer_backend, status.transfer_ranks) == ("", 0)
+    request = generator_pb2.UpdateWeightsRequest(version=1, broadcast=generator_pb2.WeightBroadcast(
+        backend="gloo", group="g", master_address="127.0.0.1", master_port=29999, world_size=2, rank_offset=1,
+        tensors=[generator_pb2.TensorMeta(name="model.norm.weight", dtype="float32", shape=[576])]))
+    with pytest.raises(grpc.RpcError) as info:
+        stub.UpdateWeights(request, timeout=30)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "loads weights from disk only" in info.value.details()
+    client = GeneratorClient("solver", service.address, retry_seconds=5)
+    try:
+        with pytest.raises(BroadcastError, match="load from disk only"):
+            WeightBroadcaster(lambda: [("model.norm.weight", torch.ones(576))]).send(1, [client])
+    finally:
+        client.close()

@@ -15,6 +15,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-model-len", type=int)
     parser.add_argument("--memory-fraction", type=float,
                         help="vLLM: the share of the GPU (default 0.9) or of RAM on CPU (0.3) it takes (overrides the spec)")
+    parser.add_argument("--weight-sync", choices=["disk", "nccl"],
+                        help="nccl: also receive weights broadcast by the learner (overrides the spec's training.weightSync)")
     parser.add_argument("--address", default="127.0.0.1:50061", help="host:port to bind (loopback by default)")
     parser.add_argument("--seed", type=int, default=0)
     add_status_address_argument(parser)

@@ -32,9 +32,26 @@ class Completion:
     finish_reason: str  # "stop" or "length"
 
 
+@dataclass(frozen=True)
+class Broadcast:
+    """One policy version arriving by broadcast (`azr_generation.weight_transfer`)."""
+
+    group: str            # the learner's group; a new one is joined before receiving
+    master_address: str
+    master_port: int
+    world_size: int
+    rank_offset: int
+    names: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+
 class Engine(abc.ABC):
     name: str
     tokenizer: object
+    transfer_backend = ""  # the broadcast backend it receives with; "" loads from disk only
+    transfer_ranks = 0     # its workers: the ranks it takes in the learner's group
+    transfer_group = ""    # the learner's group it has joined
 
     @abc.abstractmethod
     def generate(self, prompts: list[list[int]], sampling: list[Sampling]) -> list[list[Completion]]:
@@ -104,8 +121,10 @@ class VllmEngine(Engine):
     name = "vllm"
 
     def __init__(self, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
-                 memory_fraction: float | None = None):
+                 memory_fraction: float | None = None, broadcast: bool = False):
         from vllm import LLM
+
+        from azr_generation.weight_transfer import VLLM_BACKENDS, backend_for
 
         on_gpu = cuda_available()
         if on_gpu:
@@ -113,10 +132,17 @@ class VllmEngine(Engine):
             # process must not be forked from it.
             os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
         fraction = memory_fraction or default_memory_fraction(on_gpu)
+        transfer = {}
+        if broadcast:
+            self.transfer_backend = backend_for(on_gpu)
+            transfer = {"weight_transfer_config": {"backend": VLLM_BACKENDS[self.transfer_backend]}}
         self.llm = LLM(model=model, dtype=dtype, max_model_len=max_model_len, enable_prefix_caching=True, seed=seed,
                        gpu_memory_utilization=fraction if on_gpu else cpu_memory_utilization(fraction),
-                       **({} if on_gpu else cpu_scheduling(max_model_len)),
+                       **({} if on_gpu else cpu_scheduling(max_model_len)), **transfer,
                        worker_extension_cls="azr_generation.vllm_worker.WeightReloadExtension")
+        parallel = self.llm.llm_engine.vllm_config.parallel_config
+        self.transfer_ranks = parallel.world_size * parallel.data_parallel_size if broadcast else 0
+        self._group = ""  # the learner's group the workers have joined
         self.tokenizer = self.llm.get_tokenizer()
 
     def generate(self, prompts, sampling):
@@ -141,6 +167,32 @@ class VllmEngine(Engine):
     def load_weights(self, folder: Path) -> None:
         self.llm.collective_rpc("azr_reload_weights", kwargs={"weights_path": str(folder)})
         self.llm.reset_prefix_cache()  # cached prompt states belong to the old weights
+
+    def receive_weights(self, broadcast: Broadcast) -> None:
+        """vLLM's weight-transfer calls on every worker, as its RL examples make them: join the
+        learner's group when it is new, then start, receive (while the learner broadcasts) and
+        finish a layerwise reload."""
+        if broadcast.group != self._group:
+            self._group = ""
+            self.llm.collective_rpc("init_weight_transfer_engine", kwargs={"init_info": {
+                "master_address": broadcast.master_address, "master_port": broadcast.master_port,
+                "rank_offset": broadcast.rank_offset, "world_size": broadcast.world_size}})
+            self._group = broadcast.group
+        self.llm.collective_rpc("start_weight_update")
+        try:
+            self.llm.collective_rpc("update_weights", kwargs={"update_info": {
+                "names": list(broadcast.names), "dtype_names": list(broadcast.dtypes),
+                "shapes": [list(shape) for shape in broadcast.shapes]}})
+        except BaseException:
+            self._group = ""  # the group is out of step with the learner: join afresh next time
+            raise
+        self.llm.collective_rpc("finish_weight_update")
+        self.llm.collective_rpc("azr_refresh_lm_head")
+        self.llm.reset_prefix_cache()
+
+    @property
+    def transfer_group(self) -> str:
+        return self._group
 
     def close(self) -> None:
         import gc
@@ -250,9 +302,13 @@ class TransformersEngine(Engine):
 
 
 def make_engine(kind: str, model: str, dtype: str = "float32", max_model_len: int = 4096, seed: int = 0,
-                memory_fraction: float | None = None) -> Engine:
+                memory_fraction: float | None = None, broadcast: bool = False) -> Engine:
+    """`broadcast`: also receive weights broadcast by the learner (vLLM only; the transformers
+    engine loads from disk, and a learner falls back to disk for a run that has one)."""
     if kind == "vllm":
-        return VllmEngine(model, dtype, max_model_len, seed, memory_fraction)
+        return VllmEngine(model, dtype, max_model_len, seed, memory_fraction, broadcast)
     if kind == "transformers":
+        if broadcast:
+            log.warning("the transformers engine loads weights from disk only: weightSync falls back to disk")
         return TransformersEngine(model, dtype, max_model_len, seed)
     raise ValueError(f"unknown engine {kind!r}: vllm or transformers")

@@ -25,8 +25,8 @@ from grpc_reflection.v1alpha import reflection
 import azr_rpc as rpc
 from azr_contracts import convert
 from azr_contracts.v1 import generator_pb2, generator_pb2_grpc
-from azr_generation.engines import Engine, Sampling
-from azr_generation.weights import WeightsError, check_weights, tensor_shapes
+from azr_generation.engines import Broadcast, Engine, Sampling
+from azr_generation.weights import WeightsError, check_broadcast, check_weights, tensor_shapes
 from azr_rpc.serving import serve_until_signalled
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,12 @@ class Batcher:
             j.future.set_result((groups[offset:offset + len(j.prompts)], version))
             offset += len(j.prompts)
 
-    def update_weights(self, folder, version: int) -> None:
+    def update_weights(self, source: Path | Broadcast, version: int) -> None:
         with self._engine_lock:  # waits for the batch in flight; new batches wait for this
-            self.engine.load_weights(folder)
+            if isinstance(source, Broadcast):
+                self.engine.receive_weights(source)
+            else:
+                self.engine.load_weights(source)
             self.version = version
 
     def close(self) -> None:
@@ -224,24 +227,38 @@ class GeneratorService(generator_pb2_grpc.GeneratorServicer):
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"version: must be above the current {self.batcher.version}, got {request.version}")
             try:
-                folder = check_weights(request.path, self.expected_shapes)
+                source = self._weights_source(request)
             except WeightsError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            if request.validate_only:
+                return generator_pb2.UpdateWeightsResponse(version=request.version)
+            origin = (f"a {request.broadcast.backend} broadcast" if isinstance(source, Broadcast) else request.path)
             start = time.perf_counter()
             try:
-                self.batcher.update_weights(folder, request.version)
+                self.batcher.update_weights(source, request.version)
             except Exception as exc:
                 log.exception("weight update failed")
-                context.abort(grpc.StatusCode.UNAVAILABLE, f"the {self.engine.name} engine failed to load {request.path}: {exc}")
+                context.abort(grpc.StatusCode.UNAVAILABLE, f"the {self.engine.name} engine failed to load {origin}: {exc}")
             seconds = time.perf_counter() - start
-        log.info("policy version %d loaded from %s in %.2f s", request.version, request.path, seconds)
+        log.info("policy version %d loaded from %s in %.2f s", request.version, origin, seconds)
         return generator_pb2.UpdateWeightsResponse(version=request.version, seconds=seconds)
+
+    def _weights_source(self, request) -> Path | Broadcast:
+        if request.HasField("broadcast") == bool(request.path):
+            raise WeightsError("set exactly one of path and broadcast")
+        if request.path:
+            return check_weights(request.path, self.expected_shapes)
+        return check_broadcast(request.broadcast, self.engine.transfer_backend, self.engine.transfer_ranks,
+                               self.expected_shapes)
 
     def GetStatus(self, request, context):
         if self.engine is None or self.batcher is None:
             return generator_pb2.GeneratorStatus(role=self.role, model=self.model, ready=False)
         return generator_pb2.GeneratorStatus(role=self.role, model=self.model, engine=self.engine.name,
-                                             policy_version=self.batcher.version, ready=True)
+                                             policy_version=self.batcher.version, ready=True,
+                                             transfer_backend=self.engine.transfer_backend,
+                                             transfer_ranks=self.engine.transfer_ranks,
+                                             transfer_group=self.engine.transfer_group)
 
 
 def build_server(service: GeneratorService, address: str, tls: rpc.TLS | None = None
@@ -258,7 +275,7 @@ def build_server(service: GeneratorService, address: str, tls: rpc.TLS | None = 
 
 def serve_from_args(role: str, args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {role} %(levelname)s %(message)s")
-    from azr.spec import SpecError
+    from azr.spec import SpecError, WeightSync
     from azr_generation.engines import make_engine, resolve_dtype
     from azr_generation.settings import GeneratorSettings
     from azr_models.resolve import resolve_model
@@ -277,7 +294,7 @@ def serve_from_args(role: str, args: argparse.Namespace) -> int:
     server.start()  # health answers NOT_SERVING while the engine loads
     path = resolve_model(settings.model)
     engine = make_engine(settings.engine, path, resolve_dtype(settings.dtype.value), settings.max_model_len, settings.seed,
-                         settings.memory_fraction)
+                         settings.memory_fraction, broadcast=settings.weight_sync is WeightSync.NCCL)
     service.attach(engine, path)
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)

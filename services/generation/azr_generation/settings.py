@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from azr.spec import DType, SelfPlayRun, load_run_or_default
+from azr.spec import DType, SelfPlayRun, WeightSync, load_run_or_default
 
 ROLES = ("proposer", "solver")
 
@@ -22,6 +22,7 @@ class GeneratorSettings:
     max_model_len: int
     memory_fraction: float | None  # None: the engine's default for the device
     seed: int
+    weight_sync: WeightSync        # nccl: the engine also receives weights broadcast by the learner
 
     @classmethod
     def from_spec(cls, run: SelfPlayRun, role: str, overrides: Mapping[str, Any] | None = None) -> GeneratorSettings:
@@ -32,9 +33,11 @@ class GeneratorSettings:
         role_spec = spec.proposer if role == "proposer" else spec.solver
         return cls(role=role, model=given.get("model", spec.model.name), engine=given.get("engine", role_spec.engine.value),
                    dtype=DType(given.get("dtype", spec.model.dtype)), max_model_len=given.get("max_model_len", spec.model.max_model_len),
-                   memory_fraction=given.get("memory_fraction", role_spec.memory_fraction), seed=given.get("seed", 0))
+                   memory_fraction=given.get("memory_fraction", role_spec.memory_fraction), seed=given.get("seed", 0),
+                   weight_sync=WeightSync(given.get("weight_sync", spec.training.weight_sync)))
 
     @classmethod
     def from_cli_args(cls, role: str, args: argparse.Namespace) -> GeneratorSettings:
-        flags = {name: getattr(args, name, None) for name in ("model", "engine", "dtype", "max_model_len", "memory_fraction", "seed")}
+        flags = {name: getattr(args, name, None) for name in ("model", "engine", "dtype", "max_model_len", "memory_fraction", "seed",
+                                                           "weight_sync")}
         return cls.from_spec(load_run_or_default(args.file), role, flags)
