@@ -81,8 +81,22 @@ class GeneratorClient(_Client):
         request = generator_pb2.UpdateWeightsRequest(version=version, path=path, resume=resume)
         return self._call(self.stub.UpdateWeights, request, timeout=600.0).seconds
 
+    def load(self, request: generator_pb2.UpdateWeightsRequest, validate_only: bool = False) -> float:
+        """One UpdateWeights call, never retried: a broadcast sent again would wait for a learner
+        that has moved on (`azr_learner.broadcast`)."""
+        sent = generator_pb2.UpdateWeightsRequest()
+        sent.CopyFrom(request)
+        sent.validate_only = validate_only
+        try:
+            return self.stub.UpdateWeights(sent, timeout=30.0 if validate_only else 600.0, wait_for_ready=True).seconds
+        except grpc.RpcError as exc:
+            raise ServiceUnavailable(f"{self.name} at {self.address}: {exc.code().name}: {exc.details()}") from None  # type: ignore[attr-defined]
+
+    def status(self) -> generator_pb2.GeneratorStatus:
+        return self._call(self.stub.GetStatus, generator_pb2.GeneratorStatusRequest(), timeout=30.0)
+
     def policy_version(self) -> int:
-        return self._call(self.stub.GetStatus, generator_pb2.GeneratorStatusRequest(), timeout=30.0).policy_version
+        return self.status().policy_version
 
 
 class ExecutorClient(_Client):

@@ -5,6 +5,7 @@
         rollout   = propose, validate, Monte-Carlo, insert, solve, check, rewards, TRR++ (azr.selfplay)
         update    = one PPO-clip pass on DeepSpeed (azr_learner.policy)
         sync      = write the weights, UpdateWeights on every proposer and solver replica
+                    (or broadcast them first, `weightSync: nccl`)
         checkpoint every `checkpointEvery` steps, at the end, and when asked to stop
         one line of metrics.jsonl
 
@@ -32,7 +33,8 @@ from typing import Any
 
 from azr.metrics import Phase, json_safe
 from azr.selfplay import Interrupted, SelfPlay, StepRollout, assign_advantages, drop_stale
-from azr.spec import RunMode, SelfPlayRun
+from azr.spec import RunMode, SelfPlayRun, WeightSync
+from azr_learner.broadcast import WeightBroadcaster
 from azr_learner.checkpoint import latest_checkpoint, read_state, restore_torch_rng, write_checkpoint
 from azr_learner.clients import ExecutorClient
 from azr_learner.publisher import WeightPublisher
@@ -88,7 +90,9 @@ class Learner:
         pools = [ReplicaPool(role, addresses, self.clients, self.oldest_acceptable_version,
                              lambda client: self.publisher.reload(client, self.version))
                  for role, addresses in (("proposer", endpoints.proposers), ("solver", endpoints.solvers))]
-        self.publisher = WeightPublisher(self.run_dir, policy.save_weights, lambda: [c for p in pools for c in p.replicas()])
+        broadcaster = WeightBroadcaster(policy.named_weights) if self.spec.training.weight_sync is WeightSync.NCCL else None
+        self.publisher = WeightPublisher(self.run_dir, policy.save_weights, lambda: [c for p in pools for c in p.replicas()],
+                                         broadcaster)
         training = self.spec.training
         self.selfplay = SelfPlay(self.spec.method, *pools, self.executor, seed=training.seed,
                                  engine_logprobs=training.uses_engine_logprobs, on_phase=lambda p: self.status.update(phase=p),
@@ -201,10 +205,11 @@ class Learner:
         self.step = rollout.step
         self._last_state = rollout.state
         self.status.update(phase=Phase.SYNC.value)
-        t = time.perf_counter()
+        t, broadcasts = time.perf_counter(), self.publisher.broadcasts
         self.publisher.publish(self.version)
         self.published_version = self.version
         seconds[f"seconds.{Phase.SYNC.value}"] = time.perf_counter() - t
+        seconds["sync_broadcast"] = float(self.publisher.broadcasts > broadcasts)  # 0: loaded from disk
         if self.step % self.spec.training.checkpoint_every == 0 or self.step == self.total_steps:
             t = time.perf_counter()
             self._checkpoint()

@@ -240,7 +240,7 @@ class Policy:
     def follow(self) -> None:
         """Ranks other than 0: take part in every call rank 0 makes, until it stops."""
         commands = {"train": self._train, "save_weights": self._save_weights, "save_optimizer": self._save_optimizer,
-                    "load_optimizer": self._load_optimizer}
+                    "load_optimizer": self._load_optimizer, "named_weights": self._named_weights}
         while True:
             box: list[Any] = [None]
             dist.broadcast_object_list(box, src=0)
@@ -399,6 +399,28 @@ class Policy:
         if self.world > 1:
             dist.barrier()
         return folder
+
+    def named_weights(self) -> list[tuple[str, torch.Tensor]]:
+        """Rank 0: the weights a broadcast sends, named as `save_weights` writes them, a tied
+        tensor once (ZeRO-3 gathers them from every rank; other ranks get an empty list)."""
+        self._broadcast("named_weights", ())
+        return self._named_weights()
+
+    def _named_weights(self) -> list[tuple[str, torch.Tensor]]:
+        state = self.engine._zero3_consolidated_16bit_state_dict() if self.training.zero_stage == 3 else None
+        if self.rank != 0:
+            return []
+        if state is None:
+            state = self.module.state_dict()
+        tied = getattr(self.module.config, "tie_word_embeddings", False)
+        seen: set[int] = set()
+        weights = []
+        for name, tensor in state.items():
+            if (tied and name == "lm_head.weight") or tensor.data_ptr() in seen:
+                continue
+            seen.add(tensor.data_ptr())
+            weights.append((name, tensor))
+        return weights
 
     def save_optimizer(self, folder: Path) -> None:
         """DeepSpeed's checkpoint (optimizer state, per rank for ZeRO) under `folder`."""
