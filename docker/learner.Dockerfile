@@ -1,4 +1,5 @@
-# The learner: PyTorch (CUDA) and DeepSpeed; NCCL between ranks.
+# The learner: PyTorch (CUDA) and DeepSpeed; NCCL between ranks. vLLM too, of the engines'
+# pinned version: `weightSync: nccl` joins vLLM's NCCL rendezvous from here (docs/weight-sync.md).
 # Build with `bash docker/build.sh learner` on a machine that can fetch the CUDA wheels.
 # A C compiler: DeepSpeed and torch.compile build kernels on first use.
 ARG BASE=nvidia/cuda:12.8.1-runtime-ubuntu22.04
@@ -7,7 +8,7 @@ ARG WHEELS=build/docker/learner
 RUN apt-get update && apt-get install -y --no-install-recommends python3.11 python3.11-venv \
     && rm -rf /var/lib/apt/lists/*
 COPY ${WHEELS} /wheels
-RUN python3.11 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-links /wheels "azr[learner,inference]" \
+RUN python3.11 -m venv /opt/azr && /opt/azr/bin/pip install -q --no-index --find-links /wheels "azr[learner,vllm]" \
     && /opt/azr/bin/pip install -q --no-index --no-deps /wheels/models/*.whl
 
 FROM ${BASE}

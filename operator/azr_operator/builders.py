@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from azr.spec import API_GROUP, API_VERSION, KIND, AccessMode, SelfPlayRun
+from azr.spec import API_GROUP, API_VERSION, KIND, AccessMode, SelfPlayRun, WeightSync
 from azr_launcher.topology import PORTS, STATUS_PORT, plan, roles
 
 SPEC_MOUNT = "/etc/azr"
@@ -248,6 +248,9 @@ def _learner_objects(run: SelfPlayRun, service_plan, images: Images, uid: str | 
                            extra_args=("--hold-when-done",),  # an exit would be restarted; the operator scales down instead
                            mounts=({"name": "data", "mountPath": DATA_MOUNT}, {"name": "shm", "mountPath": "/dev/shm"}),
                            writable_root=True)
+    if run.spec.training.weight_sync is WeightSync.NCCL:
+        # Rank 0 hosts the broadcast's rendezvous: the engines reach it at the pod's IP.
+        container["env"].append({"name": "AZR_WEIGHT_SYNC_ADDRESS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     if ranks > 1:
         container = _under_torchrun(run, container)
     pod = {"automountServiceAccountToken": False, "serviceAccountName": name(run, "workload"), "enableServiceLinks": False,
@@ -313,11 +316,15 @@ def _data_affinity(run: SelfPlayRun) -> dict[str, Any]:
 
 
 def _network_policy(run: SelfPlayRun, role: str, uid: str | None) -> Manifest:
-    """Only the run's own pods reach a role's pods (the learner's ranks talk on every port);
+    """Only the run's own pods reach a role's pods (the learner's ranks talk on every port, and
+    so do the engines under `weightSync: nccl`);
     the operator may also read the learner's progress. The executor has no egress at all."""
     same_run = {"podSelector": {"matchLabels": {f"{API_GROUP}/run": run.metadata.name}}}
     ports = [{"port": PORTS[role], "protocol": "TCP"}, {"port": STATUS_PORT, "protocol": "TCP"}]
     ingress: list[dict[str, Any]] = [{"from": [same_run], "ports": ports}]
+    if role in ("proposer", "solver") and run.spec.training.weight_sync is WeightSync.NCCL:
+        # A weight broadcast's group connects its ranks to each other on ports they pick.
+        ingress = [{"from": [same_run]}]
     if role == "learner":
         ingress = [{"from": [same_run]},
                    {"from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": OPERATOR_LABELS}}], "ports": ports}]

@@ -216,6 +216,26 @@ def test_run_names_fit_every_child_name(run_name, ok):
         kubernetes_validate.validate(obj, KUBERNETES, strict=True)
 
 
+def test_a_weight_broadcast_reaches_the_learner_at_its_pod_ip_and_the_engines_on_any_port():
+    run = load_run(GPU_PRESET)
+    disk = build(run)
+    run.spec.training.weight_sync = "nccl"
+    objects = build(run)
+    learner = named(objects, "StatefulSet", "-learner")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "AZR_WEIGHT_SYNC_ADDRESS", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}} in learner["env"]
+    assert not any(e["name"] == "AZR_WEIGHT_SYNC_ADDRESS"
+                   for e in named(disk, "StatefulSet", "-learner")["spec"]["template"]["spec"]["containers"][0]["env"])
+    same_run = [{"podSelector": {"matchLabels": {"azr.dev/run": run.metadata.name}}}]
+    for role in ("proposer", "solver"):
+        if run.spec.solver.share_with and role == "solver":
+            continue
+        assert named(objects, "NetworkPolicy", f"-{role}")["spec"]["ingress"] == [{"from": same_run}]
+        assert "ports" in named(disk, "NetworkPolicy", f"-{role}")["spec"]["ingress"][0]
+    assert "ports" in named(objects, "NetworkPolicy", "-executor")["spec"]["ingress"][0]
+    for manifest in objects:
+        kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+
+
 def test_a_learner_of_several_ranks_can_rendezvous_and_pass_its_probes():
     from azr_launcher.topology import STATUS_PORT
 
