@@ -5,7 +5,8 @@
 #   bash bench/device/gpu.sh stash                 keep this call's carried parts (bench/device/pack.sh)
 #   bash bench/device/gpu.sh smoke                 unpack, convert the model, a CUDA kernel, then the
 #                                                  Generator contract tests on GPU vLLM (generate,
-#                                                  log-probs, per-prompt seeds, in-place reload)
+#                                                  log-probs, per-prompt seeds, in-place reload,
+#                                                  weights by broadcast over gloo)
 #   bash bench/device/gpu.sh rollout [ARGS]        azr bench rollout: vLLM against transformers
 #   bash bench/device/gpu.sh segment SECONDS [SPEC]  azr run until done or SECONDS, then Ctrl-C
 #                                                  (the next segment resumes from the checkpoint)
@@ -56,7 +57,10 @@ case "${1:-}" in
     python3 -c "import torch; x = torch.randn(4096, 4096, device='cuda', dtype=torch.bfloat16); print(torch.__version__, torch.cuda.get_device_name(), float((x @ x).float().abs().mean()))" || exit 1
     python3 -c "import vllm, deepspeed, grpc, google.protobuf; print('vllm', vllm.__version__, 'deepspeed', deepspeed.__version__, 'grpc', grpc.__version__, 'protobuf', google.protobuf.__version__)" || exit 1
     python3 -c "from azr_models.resolve import ensure_embedded_model; print(ensure_embedded_model())" || exit 1
-    python3 -m pytest -p no:cacheprovider -q tests/generation/test_generator_service.py 2>&1 | tee $OUT/smoke-pytest.txt
+    # The weight broadcast over gloo: NCCL cannot put the test's rank 0 and the engine on one
+    # card, so this checks vLLM's side of the transfer on CUDA (docs/weight-sync.md).
+    AZR_WEIGHT_TRANSFER_BACKEND=gloo python3 -m pytest -p no:cacheprovider -q tests/generation/test_generator_service.py \
+      tests/generation/test_weight_broadcast.py 2>&1 | tee $OUT/smoke-pytest.txt
     mkdir -p $OUT/logs && cp /tmp/pytest-of-root/pytest-*/vllm*/proposer.log $OUT/logs/ 2>/dev/null
     ;;
   rollout)
