@@ -30,7 +30,7 @@ import yaml
 import azr_rpc as rpc
 from azr.spec import SelfPlayRun, SpecError, load_run
 from azr_contracts.v1 import learner_pb2, learner_pb2_grpc
-from azr_launcher.topology import ServicePlan, plan
+from azr_launcher.topology import ServicePlan, gpu_placement, plan
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def visible_gpus() -> list[str]:
+    """The cards this process may use: CUDA_VISIBLE_DEVICES when set, else every card
+    `nvidia-smi` lists (none without a driver). Nothing here initialises CUDA."""
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if given is not None:
+        return [card for card in given.split(",") if card.strip()]
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(line for line in listed.splitlines() if line.startswith("GPU "))]
 
 
 def prepare_run_dir(spec_file: str, run_dir: Path) -> tuple[SelfPlayRun, Path]:
@@ -79,6 +92,7 @@ class Service:
     plan: ServicePlan
     port: int
     log_path: Path
+    cards: str | None = None  # CUDA_VISIBLE_DEVICES, when the run gives it cards of its own
     proc: subprocess.Popen | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -98,7 +112,8 @@ class Service:
             out.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(command)}\n")
             out.flush()
             # Its own session: Ctrl-C reaches the runner only, which stops services in order.
-            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            env = None if self.cards is None else {**os.environ, "CUDA_VISIBLE_DEVICES": self.cards}
+            self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.started_at = time.monotonic()
         if self.channel is None:
             self.channel = rpc.channel(self.address)
@@ -132,7 +147,11 @@ class LocalRun:
         for p in plans:
             if p.role != "learner" and p.replicas != 1:
                 log.warning("%s: %d replicas requested; a local run starts one", p.role, p.replicas)
-        self.services = {p.role: Service(p.role, p, ports[p.role], self.run_dir / "logs" / f"{p.role}.log") for p in plans}
+        cards = gpu_placement(self.run, visible_gpus())
+        if cards:
+            log.info("cards of their own: %s", ", ".join(f"{role} {ids}" for role, ids in cards.items()))
+        self.services = {p.role: Service(p.role, p, ports[p.role], self.run_dir / "logs" / f"{p.role}.log", cards.get(p.role))
+                         for p in plans}
         self.stopping = threading.Event()
         self.failure: str | None = None
 

@@ -52,3 +52,27 @@ def plan(run: SelfPlayRun, spec_file: str, run_dir: str, address: Callable[[str,
         learner_args += ["--steps", str(steps)]
     plans.append(ServicePlan("learner", 1, tuple(learner_args)))
     return plans
+
+
+def gpus_wanted(run: SelfPlayRun) -> dict[str, int]:
+    """Cards each local process asks for: a generator's `resources.gpus`, the learner's per rank."""
+    spec = run.spec
+    wanted = {"proposer": spec.proposer.resources.gpus, "solver": spec.solver.resources.gpus,
+              "learner": spec.learner.resources.gpus * spec.learner.ranks}
+    return {role: count for role, count in wanted.items() if count and role in roles(run)}
+
+
+def gpu_placement(run: SelfPlayRun, visible: list[str]) -> dict[str, str]:
+    """`azr run`'s CUDA_VISIBLE_DEVICES per role: cards of its own for each role that asks for
+    some, in role order (the engines, then the learner), when the machine has that many.
+    Otherwise none is set and the processes share every card, as the one-GPU presets intend
+    (an engine taking `memoryFraction` of the card, the learner the rest)."""
+    wanted = gpus_wanted(run)
+    if not wanted or sum(wanted.values()) > len(visible):
+        return {}
+    placement, next_card = {}, 0
+    for role in ROLES:
+        if role in wanted:
+            placement[role] = ",".join(visible[next_card:next_card + wanted[role]])
+            next_card += wanted[role]
+    return placement

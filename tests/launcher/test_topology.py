@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from azr.spec import load_run
-from azr_launcher.topology import plan, roles
+from azr.spec import load_run, parse_run
+from azr_launcher.topology import gpu_placement, plan, roles
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -33,3 +33,27 @@ def test_separate_pools_and_replicas_each_get_an_address():
     assert [v for k, v in pairs if k == "--proposer"] == ["proposer-0:1", "proposer-1:1"]
     assert [v for k, v in pairs if k == "--solver"] == ["solver-0:1", "solver-1:1", "solver-2:1"]
     assert "--steps" not in learner.args
+
+
+def _gpu_run(proposer=1, solver=0, learner=1, ranks=1, shared=True):
+    return parse_run({"apiVersion": "azr.dev/v1alpha1", "kind": "SelfPlayRun", "metadata": {"name": "g"}, "spec": {
+        "proposer": {"resources": {"gpus": proposer}},
+        "solver": {"resources": {"gpus": solver}, **({"shareWith": "proposer"} if shared else {})},
+        "learner": {"ranks": ranks, "resources": {"gpus": learner}}}})
+
+
+def test_engines_and_learner_get_cards_of_their_own_when_the_machine_has_enough():
+    assert gpu_placement(_gpu_run(), ["0", "1"]) == {"proposer": "0", "learner": "1"}
+    assert gpu_placement(_gpu_run(solver=1, shared=False, ranks=2), ["0", "1", "2", "3"]) == {
+        "proposer": "0", "solver": "1", "learner": "2,3"}
+    # Indexes as the parent sees them: a run limited to cards 4 and 6 places onto those.
+    assert gpu_placement(_gpu_run(), ["4", "6"]) == {"proposer": "4", "learner": "6"}
+
+
+def test_one_card_or_too_few_are_shared_by_every_process_as_the_one_gpu_presets_intend():
+    preset = load_run(EXAMPLES / "selfplayrun-1gpu.yaml")
+    assert gpu_placement(preset, ["0"]) == {}
+    assert gpu_placement(preset, ["0", "1"]) == {"proposer": "0", "learner": "1"}
+    assert gpu_placement(_gpu_run(ranks=2), ["0", "1"]) == {}
+    assert gpu_placement(_gpu_run(proposer=0, learner=0), ["0", "1"]) == {}  # a CPU run: nothing set
+    assert gpu_placement(_gpu_run(), []) == {}
