@@ -87,6 +87,9 @@ def bench_learner(model_dir: str, config, args: argparse.Namespace) -> dict:
     training = TrainingSpec(zero_stage=args.zero_stage, precision=args.precision, mini_batches=1, old_log_probs="engine",
                             micro_batch_tokens=args.micro_batch_tokens, learning_rate=1e-6)
     policy = Policy(model_dir, training)
+    if policy.rank != 0:  # under torchrun: take part in every update rank 0 drives
+        policy.follow()
+        return {}
     rng = random.Random(0)
     batches = [rl_samples(rng, args.samples, config.vocab_size, (args.prompt_min, args.prompt_max),
                           (args.response_min, args.response_max)) for _ in range(args.steps + 1)]
@@ -97,8 +100,9 @@ def bench_learner(model_dir: str, config, args: argparse.Namespace) -> dict:
         policy.train(batch, 0, seed=k)
     _sync()
     seconds = time.perf_counter() - start
+    policy.stop_followers()
     lengths = [len(s.prompt_ids) + len(s.response_ids) for b in batches[1:] for s in b]
-    return {"tokens": sum(lengths), "seconds": seconds, "flops": flops(config, lengths),
+    return {"tokens": sum(lengths), "seconds": seconds, "flops": flops(config, lengths), "ranks": policy.world,
             "mean_length": statistics.fmean(lengths), "max_memory_gib": _max_memory()}
 
 
@@ -183,29 +187,72 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", choices=["eager", "compiled", "both", "none"], default="both",
                         help="none: the learner alone (variants measured beside an earlier baseline on the same card)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--ranks", type=int, default=1,
+                        help="N > 1: the learner alone on 1 and on N ranks (torchrun, NCCL on GPUs, gloo on CPUs), "
+                             "the same samples; tokens/s and MFU per card of each, and their ratio")
+
+
+FORWARDED = ("shape", "zero_stage", "precision", "micro_batch_tokens", "samples", "steps", "prompt_min", "prompt_max",
+             "response_min", "response_max")
+
+
+def compare_ranks(args: argparse.Namespace) -> int:
+    """The learner's update on 1 rank, then on `args.ranks` (one process per card), each a
+    torchrun of this module; the baselines are single-process and left out."""
+    import subprocess
+    import sys
+
+    from azr_launcher.runner import free_port
+
+    figures = {}
+    for ranks in (1, args.ranks):
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "figures.json"
+            forwarded = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in FORWARDED]
+            subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={ranks}",
+                            f"--master-port={free_port()}", "-m", "azr_bench.learner", *forwarded, "--baseline=none",
+                            f"--json={out}"], check=True)
+            figures[ranks] = json.loads(out.read_text())["results"]["learner (ours)"]
+    one, many = figures[1], figures[args.ranks]
+    for ranks, r in figures.items():
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a"
+        print(f"  learner on {ranks} rank(s) {r['tokens_per_second']:10.0f} tok/s  MFU per card {mfu:>6s}  "
+              f"peak memory per card {r['max_memory_gib']:.1f} GiB")
+    print(f"ranks_{args.ranks}_over_1={many['tokens_per_second'] / one['tokens_per_second']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"shape": args.shape, "ranks": figures}, indent=2))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ranks > 1:
+        return compare_ranks(args)
     config = make_config(args.shape)
     name, peak = card()
     results: dict[str, dict] = {}
-    modes = {"both": ["eager", "compiled"], "none": []}.get(args.baseline, [args.baseline])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    modes = {"both": ["eager", "compiled"], "none": []}.get(args.baseline, [args.baseline]) if world == 1 else []
     for mode in modes:
         results[f"baseline ({mode})"] = bench_baseline(config, args, compiled=mode == "compiled")
         _release()
     with tempfile.TemporaryDirectory() as folder:
+        import torch
         from transformers import AutoModelForCausalLM
 
+        torch.manual_seed(0)  # every rank of a torchrun starts from the same weights
         AutoModelForCausalLM.from_config(config).save_pretrained(folder)  # random weights, as a checkpoint would be
         _tokenizer_stub(folder)
         results["learner (ours)"] = bench_learner(folder, config, args)
+    if not results["learner (ours)"]:  # a follower rank: rank 0 reports
+        return 0
     print(f"{args.shape} on {name}: {parameters(config) / 1e9:.2f} B parameters, ZeRO-{args.zero_stage}, {args.precision}, "
           f"learner compile mode {os.environ.get('AZR_LEARNER_COMPILE', 'default')}, micro-batch {args.micro_batch_tokens} tokens")
     for label, r in results.items():
         rate = r["tokens"] / r["seconds"]
-        mfu = f"{100 * r['flops'] / r['seconds'] / 1e12 / peak:.1f}%" if peak else "n/a"
+        cards = r.get("ranks", 1)  # MFU per card: the FLOPs of every rank against as many peaks
+        mfu = f"{100 * r['flops'] / r['seconds'] / 1e12 / peak / cards:.1f}%" if peak else "n/a"
         print(f"  {label:20s} {rate:10.0f} tok/s  MFU {mfu:>6s}  peak memory {r['max_memory_gib']:.1f} GiB")
-        r.update(tokens_per_second=rate, mfu=(r["flops"] / r["seconds"] / 1e12 / peak) if peak else None)
+        r.update(tokens_per_second=rate, mfu=(r["flops"] / r["seconds"] / 1e12 / peak / cards) if peak else None)
     ours = results["learner (ours)"]
     mfu = ours["mfu"] if ours["mfu"] is not None else float("nan")
     baselines = [v for k, v in results.items() if k.startswith("baseline")]

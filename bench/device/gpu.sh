@@ -10,6 +10,10 @@
 #   bash bench/device/gpu.sh rollout [ARGS]        azr bench rollout: vLLM against transformers
 #   bash bench/device/gpu.sh segment SECONDS [SPEC]  azr run until done or SECONDS, then Ctrl-C
 #                                                  (the next segment resumes from the checkpoint)
+#   bash bench/device/gpu.sh weight-sync SECONDS [SPEC [MODE]]  the preset with weightSync disk, then
+#                                                  nccl, SECONDS each (sync or async MODE): seconds.sync
+#                                                  and step times of both (issue 20; two cards: engine
+#                                                  and learner each on its own)
 #   bash bench/device/gpu.sh eval NAME [MODEL]     HumanEval and the held-out code-reasoning set
 #   bash bench/device/gpu.sh learn start MINUTES [HELDOUT]  bench/device/learn.sh in the background:
 #                                                  rollout, eval before, train, eval after, all
@@ -77,6 +81,30 @@ case "${1:-}" in
     tar czf $OUT/logs.tgz -C $RUN_DIR logs
     ls $RUN_DIR/checkpoints
     ;;
+  weight-sync)
+    # The same preset twice in one call, weightSync disk (the baseline) then nccl, each for
+    # SECONDS; on a machine of two cards `azr run` puts the engine and the learner on one each.
+    seconds=$2 spec=${3:-examples/selfplayrun-1gpu.yaml} mode=${4:-sync}
+    for sync in disk nccl; do
+      python3 -c "import sys, yaml; s = yaml.safe_load(open(sys.argv[1])); t = s['spec']['training']
+t.update(weightSync=sys.argv[2], mode=sys.argv[3], checkpointEvery=1000); yaml.safe_dump(s, open(sys.argv[4], 'w'))" \
+        "$spec" $sync "$mode" /tmp/ws-$sync.yaml
+      rm -rf /tmp/ws-$sync
+      timeout -s INT -k 60 "$seconds" python3 -m azr_launcher.cli run -f /tmp/ws-$sync.yaml --run-dir /tmp/ws-$sync --plain \
+        > $OUT/ws-$sync.log 2>&1
+      cp /tmp/ws-$sync/metrics.jsonl $OUT/metrics-$sync.jsonl
+      grep -h "cards of their own\|broadcast group\|broadcast failed" /tmp/ws-$sync/logs/*.log $OUT/ws-$sync.log | head -3
+    done
+    python3 - "$OUT" <<'SUMMARY'
+import json, statistics, sys
+for sync in ("disk", "nccl"):
+    steps = [json.loads(line) for line in open(f"{sys.argv[1]}/metrics-{sync}.jsonl")][1:]
+    if steps:
+        print(f"{sync}: {len(steps)} steps, seconds.sync median {statistics.median(s['seconds.sync'] for s in steps):.3f}, "
+              f"step median {statistics.median(s['step_seconds'] for s in steps):.2f}, "
+              f"by broadcast {sum(s.get('sync_broadcast', 0) for s in steps):.0f}")
+SUMMARY
+    ;;
   eval)
     name=$2 model=${3:-} spec=${4:-examples/selfplayrun-1gpu.yaml}
     azr eval -f "$spec" ${model:+--model $model} 2>&1 | grep -v "^\s*$" | tee $OUT/eval-$name-humaneval.txt
@@ -84,5 +112,5 @@ case "${1:-}" in
       | tee $OUT/eval-$name-code-reasoning.txt
     ;;
   *)
-    echo "usage: $0 stash | smoke | rollout [ARGS] | segment SECONDS [SPEC] | eval NAME [MODEL [SPEC]]" >&2; exit 2 ;;
+    echo "usage: $0 stash | smoke | rollout [ARGS] | segment SECONDS [SPEC] | weight-sync SECONDS [SPEC [MODE]] | eval NAME [MODEL [SPEC]]" >&2; exit 2 ;;
 esac
