@@ -2,6 +2,8 @@
 proposer` whose vLLM workers receive with azr's gloo engine through vLLM's weight-transfer
 calls. NCCL itself needs two GPUs (docs/weight-sync.md says what was run where)."""
 
+import os
+
 import grpc
 import pytest
 import torch
@@ -99,16 +101,26 @@ def test_validate_only_loads_nothing(stub, model_path):
     assert _greedy(stub) == before
 
 
-def test_the_learner_publishes_by_broadcast_writes_the_folder_after_and_falls_back_to_disk(client, stub, model_path,
-                                                                                         tmp_path):
+@pytest.fixture
+def policy(model_path):
+    """A world-of-one DeepSpeed policy in this process. It sets RANK and WORLD_SIZE here, which
+    processes started later by the suite (`azr run`) would inherit and take for a torchrun's:
+    the environment is put back afterwards."""
+    from azr.spec import TrainingSpec
+    from azr_learner.policy import Policy
+
+    environment = dict(os.environ)
+    yield Policy(str(model_path), TrainingSpec(zero_stage=0, precision="float32"))
+    os.environ.clear()
+    os.environ.update(environment)
+
+
+def test_the_learner_publishes_by_broadcast_writes_the_folder_after_and_falls_back_to_disk(client, stub, policy, tmp_path):
     """The policy's own weights (DeepSpeed, names as save_weights writes them, the tied output
     layer once) through the publisher; a broadcast that cannot be made leaves that version
     and the rest of the run to disk."""
-    from azr.spec import TrainingSpec
-    from azr_learner.policy import Policy
     from azr_learner.publisher import WeightPublisher
 
-    policy = Policy(str(model_path), TrainingSpec(zero_stage=0, precision="float32"))
     names = [name for name, _ in policy.named_weights()]
     assert "model.embed_tokens.weight" in names and "lm_head.weight" not in names and len(names) == len(set(names))
     _, version = _greedy(stub)
