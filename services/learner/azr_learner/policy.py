@@ -114,6 +114,10 @@ def init_distributed() -> None:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     if not dist.is_initialized():
         deepspeed.init_distributed(dist_backend=backend)
+    # DeepSpeed reads the rank from the environment: a group made earlier in this process (by
+    # an earlier policy) outlives variables its owner may have put back since.
+    for name, value in (("RANK", dist.get_rank()), ("WORLD_SIZE", dist.get_world_size()), ("LOCAL_RANK", dist.get_rank())):
+        os.environ.setdefault(name, str(value))
 
 
 class _ClippingAdamW(torch.optim.AdamW):
