@@ -8,6 +8,8 @@ engine's rendezvous fields, its layerwise reload (start and finish) and its upda
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from vllm.distributed.weight_transfer.factory import WeightTransferEngineFactory
 from vllm.distributed.weight_transfer.nccl_engine import NCCLWeightTransferEngine
@@ -41,7 +43,5 @@ class GlooWeightTransferEngine(NCCLWeightTransferEngine):
 
 def register() -> None:
     """Idempotent: the extension module is imported once per worker process, and again in tests."""
-    try:
+    with contextlib.suppress(ValueError):  # registered already
         WeightTransferEngineFactory.register_engine(VLLM_BACKENDS["gloo"], GlooWeightTransferEngine)
-    except ValueError:  # registered already
-        pass
